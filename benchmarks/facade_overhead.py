@@ -3,7 +3,8 @@
 For each case, one step = ``model.loss(batch)`` + ``model.rollout(state, actions [15, B, A])`` with torch tensors
 in and out (facade), against the same two computations as directly jitted core functions on the same params
 (``model.core.loss`` / ``model.core.rollout`` under ``jax.jit``, JAX arrays in, ``block_until_ready`` out).
-Compile time is excluded (warm-up calls first); reported times are medians over ``--repeats`` steps.
+Compile time is excluded (warm-up calls first); reported times are medians over ``--repeats`` steps, facade and
+raw core timed alternately.
 
     python -m benchmarks.facade_overhead            # dreamerv3:size12m (vector (39,), image (3,64,64)), tdmpc2:5m
     python -m benchmarks.facade_overhead --quick    # the same cases on the ci presets (smoke test)
@@ -32,15 +33,19 @@ BATCH = 16
 HORIZON = 15
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+def _median_seconds(fns: list[Callable[[], Any]], repeats: int, warmup: int = 2) -> list[float]:
+    """Median seconds per call of each of `fns`, timed in turn within each repeat so that drift in the
+    machine's speed (other processes, clocks) affects all of them alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, acc in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def _raw_step(model: Any, batch_arrays: dict[str, jax.Array], state: dict[str, jax.Array],
@@ -93,8 +98,7 @@ def run_case(model_id: str, obs_shape: tuple[int, ...], seq_len: int, repeats: i
                "terminations": jnp.asarray(terms)}
     raw = _raw_step(model, j_batch, j_state, jnp.asarray(plan))
 
-    facade_s = _median_seconds(facade, repeats)
-    raw_s = _median_seconds(raw, repeats)
+    facade_s, raw_s = _median_seconds([facade, raw], repeats)
     return {"facade_ms": facade_s * 1e3, "raw_ms": raw_s * 1e3, "overhead_pct": 100.0 * (facade_s / raw_s - 1.0)}
 
 

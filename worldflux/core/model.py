@@ -53,7 +53,7 @@ from worldflux_jax.torch_layout import StateDictError
 
 from .batch import Batch
 from .exceptions import CapabilityError, CheckpointError, ConfigurationError, ShapeMismatchError, ValidationError
-from .output import LossOutput, ModelOutput
+from .output import DeferredLossOutput, LossOutput, ModelOutput
 from .payloads import (
     ActionPayload,
     ActionSequence,
@@ -909,11 +909,16 @@ class WorldModel(ABC):
         """Compute training loss."""
 
     def _loss_output(self, total: jax.Array, components: Mapping[str, jax.Array], kind: str) -> LossOutput:
-        """``LossOutput`` in `kind`; ``metrics`` are Python floats fetched in one device-to-host transfer."""
+        """``LossOutput`` in `kind`, produced when first read (see ``DeferredLossOutput``); ``metrics`` are
+        Python floats fetched in one device-to-host transfer."""
         components = self._ordered(components, "loss")
-        host = jax.device_get(components)
-        metrics = {k: float(host[k]) for k in components}
-        return LossOutput(loss=to_kind(total, kind), components=tree_to_kind(components, kind), metrics=metrics)
+
+        def produce() -> tuple[Any, dict[str, Any], dict[str, float]]:
+            host = jax.device_get(components)
+            metrics = {k: float(host[k]) for k in components}
+            return to_kind(total, kind), tree_to_kind(components, kind), metrics
+
+        return DeferredLossOutput(produce)
 
     def _batch_in(self, batch: Batch | Mapping[str, Any], required: tuple[str, ...]) -> tuple[dict[str, Any], str]:
         """The legacy fields of `batch` (a ``Batch`` or dict) named in `required` (plus terminations when

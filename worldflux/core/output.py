@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import ItemsView
+from collections.abc import Callable, ItemsView
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +12,7 @@ from .exceptions import ShapeMismatchError
 from .spec import PredictionSpec, SequenceLayout
 from .state import State
 
-__all__ = ["LossOutput", "ModelOutput", "WorldModelOutput"]
+__all__ = ["DeferredLossOutput", "LossOutput", "ModelOutput", "WorldModelOutput"]
 
 
 @dataclass(init=False)
@@ -111,3 +111,34 @@ class LossOutput:
     def items(self) -> ItemsView[str, Tensor]:
         """Compatibility helper for iterating over losses: ``("loss", loss)`` then the components."""
         return {"loss": self.loss, **self.components}.items()
+
+
+_LOSS_FIELDS = ("loss", "components", "metrics")
+
+
+class DeferredLossOutput(LossOutput):
+    """A ``LossOutput`` whose fields are produced on first access, all three at once.
+
+    ``WorldModel.loss`` returns one so that the call returns as soon as the computation is dispatched.
+    Handing a result to torch (DLPack on CPU) and reading float metrics both wait for the computation;
+    doing that eagerly would serialise a caller's next dispatch (a rollout, the next batch) behind the
+    loss. Reading ``loss``, ``components`` or ``metrics`` gives exactly what a ``LossOutput`` holds, and
+    pickling or copying yields a plain ``LossOutput``.
+
+    Args:
+        produce: returns ``(loss, components, metrics)``; called once, on the first field access.
+    """
+
+    def __init__(self, produce: Callable[[], tuple[Tensor, dict[str, Tensor], dict[str, float]]]) -> None:
+        self.__dict__["_produce"] = produce
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not set yet, i.e. the fields before their first access.
+        produce = self.__dict__.pop("_produce", None)
+        if name not in _LOSS_FIELDS or produce is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.loss, self.components, self.metrics = produce()
+        return self.__dict__[name]
+
+    def __reduce__(self) -> tuple[type[LossOutput], tuple[Any, ...]]:
+        return LossOutput, (self.loss, self.components, self.metrics)

@@ -403,6 +403,9 @@ class EventFileWriter:
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
+BEST_WRITE_SHARE = 0.02  # most of the wall-clock time that "best" checkpoint writes may take
+
+
 class CheckpointCallback(Callback):
     """Save checkpoints every ``save_interval`` steps and whenever the loss improves.
 
@@ -412,6 +415,13 @@ class CheckpointCallback(Callback):
     (compared on the steps where the trainer has synced its metrics, see the module docstring), updating
     ``trainer.state.best_loss``. Saves are asynchronous: the step loop continues while orbax writes; when a
     periodic and a best checkpoint fall on the same step, the data is written once and copied.
+
+    Best saves are rate-limited so that their background writes take at most ``BEST_WRITE_SHARE`` (2%) of
+    the wall-clock time, measured from the trainer's last write: early in training the loss improves at
+    almost every check, and writing each improvement would slow training down. An improvement that comes
+    sooner is copied to host memory (replacing an older pending one) and written as soon as the limit allows,
+    and at the latest when training ends, so ``checkpoint_best.pt`` always ends up holding the best state
+    seen. Trainers without ``checkpoint_snapshot()`` get every best written immediately.
 
     Raises:
         ValueError: ``save_interval <= 0`` or ``max_checkpoints <= 0``.
@@ -433,10 +443,34 @@ class CheckpointCallback(Callback):
         self.max_checkpoints = max_checkpoints
         self.saved_checkpoints: list[str] = []
         self.best_loss = math.inf
+        self._pending_best: Any = None  # host snapshot of a best state not written yet
+        self._next_best_time = -math.inf  # time.monotonic() before which best saves are held back
 
     def on_train_begin(self, trainer: Any) -> None:
         os.makedirs(self.output_dir, exist_ok=True)
         self.best_loss = min(self.best_loss, float(trainer.state.best_loss))
+
+    def on_train_end(self, trainer: Any) -> None:
+        self._write_pending_best(trainer)
+
+    def _best_path(self) -> str:
+        return os.path.join(self.output_dir, "checkpoint_best.pt")
+
+    def _hold_back_best(self, trainer: Any) -> bool:
+        """True while best saves are held back by the write-time limit (never for trainers that cannot
+        snapshot)."""
+        return callable(getattr(trainer, "checkpoint_snapshot", None)) and time.monotonic() < self._next_best_time
+
+    def _best_written(self, trainer: Any) -> None:
+        """Start the hold-back window after a best save was queued."""
+        seconds = float(getattr(trainer, "checkpoint_write_seconds", 0.0) or 0.0)
+        self._next_best_time = time.monotonic() + seconds / BEST_WRITE_SHARE
+        self._pending_best = None
+
+    def _write_pending_best(self, trainer: Any) -> None:
+        if self._pending_best is not None:
+            trainer.save_checkpoint(self._best_path(), wait=False, snapshot=self._pending_best)
+            self._best_written(trainer)
 
     def _save(self, trainer: Any, path: str, copies: list[str]) -> None:
         try:
@@ -456,9 +490,14 @@ class CheckpointCallback(Callback):
                 self.best_loss = float(loss)
                 trainer.state.best_loss = min(float(trainer.state.best_loss), self.best_loss)
                 best = True
-        if not (periodic or best):
+        if best and not periodic and self._hold_back_best(trainer):
+            self._pending_best = trainer.checkpoint_snapshot()
             return
-        best_path = os.path.join(self.output_dir, "checkpoint_best.pt")
+        if not (periodic or best):
+            if self._pending_best is not None and not self._hold_back_best(trainer):
+                self._write_pending_best(trainer)
+            return
+        best_path = self._best_path()
         if periodic:
             path = os.path.join(self.output_dir, f"checkpoint_{step}.pt")
             self._save(trainer, path, [best_path] if best else [])
@@ -468,6 +507,8 @@ class CheckpointCallback(Callback):
             self._rotate(trainer)
         else:
             self._save(trainer, best_path, [])
+        if best:
+            self._best_written(trainer)
 
     def _rotate(self, trainer: Any) -> None:
         from .checkpoint import delete_checkpoint

@@ -56,6 +56,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_SCHEMA_VERSION",
     "MARKER_FILE",
+    "CheckpointSnapshot",
     "CheckpointWriter",
     "delete_checkpoint",
     "flatten_tree",
@@ -310,6 +311,17 @@ def _finish_pending_saves() -> None:
             pass
 
 
+class CheckpointSnapshot:
+    """Host copies of a state's arrays (``leaf_00000`` ...) and the marker payload, taken at one moment by
+    :meth:`CheckpointWriter.snapshot` and written later by :meth:`CheckpointWriter.write`."""
+
+    __slots__ = ("arrays", "payload")
+
+    def __init__(self, arrays: dict[str, np.ndarray], payload: dict[str, Any]) -> None:
+        self.arrays = arrays
+        self.payload = payload
+
+
 class CheckpointWriter:
     """Saves state pytrees as orbax checkpoints on a background thread, in order, finalised atomically.
 
@@ -326,6 +338,7 @@ class CheckpointWriter:
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._checkpointer: Any = None
+        self._last_write_seconds = 0.0
         _WRITERS.add(self)
 
     @property
@@ -339,30 +352,15 @@ class CheckpointWriter:
                 self._thread = threading.Thread(target=self._run, name="worldflux-checkpoint", daemon=True)
                 self._thread.start()
 
-    def save(
-        self,
-        path: str | os.PathLike[str],
-        tree: Any,
-        metadata: Mapping[str, Any] | None = None,
-        *,
-        wait: bool = True,
-        copies: Sequence[str | os.PathLike[str]] = (),
-    ) -> None:
-        """Save ``tree`` (a pytree of arrays) and ``metadata`` (JSON-able) as the checkpoint ``path``.
+    @property
+    def last_write_seconds(self) -> float:
+        """Wall-clock seconds the most recent finished write took (0.0 before the first)."""
+        return self._last_write_seconds
 
-        Args:
-            path: the checkpoint directory to create or replace (parents are created).
-            tree: the arrays; copied to host before this returns, so the caller may donate them.
-            metadata: trainer metadata stored in the marker (non-finite floats are stored as null).
-            wait: block until this (and every earlier) checkpoint is finalised on disk.
-            copies: further checkpoint paths that receive a copy of the same checkpoint (written once, then
-                copied on the background thread and installed with the same atomic rename).
-
-        Raises:
-            CheckpointError: an earlier background save failed, or (``wait=True``) this one did.
-        """
-        self._raise_errors()
-        target = Path(os.path.abspath(os.fspath(path)))
+    def snapshot(self, tree: Any, metadata: Mapping[str, Any] | None = None) -> CheckpointSnapshot:
+        """Copy ``tree`` (a pytree of arrays) to host memory with ``metadata`` (JSON-able), for a later
+        :meth:`write`. Waits for the device to finish computing the arrays; transfers of all leaves are
+        started at once."""
         paths, leaves, _ = flatten_tree(tree)
         for leaf in leaves:
             start = getattr(leaf, "copy_to_host_async", None)
@@ -380,9 +378,50 @@ class CheckpointWriter:
             "leaves": table,
             "metadata": _json_safe(dict(metadata or {})),
         }
+        return CheckpointSnapshot(arrays, payload)
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        tree: Any,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        wait: bool = True,
+        copies: Sequence[str | os.PathLike[str]] = (),
+    ) -> None:
+        """Save ``tree`` (a pytree of arrays) and ``metadata`` (JSON-able) as the checkpoint ``path``:
+        :meth:`snapshot` then :meth:`write`.
+
+        Args:
+            path: the checkpoint directory to create or replace (parents are created).
+            tree: the arrays; copied to host before this returns, so the caller may donate them.
+            metadata: trainer metadata stored in the marker (non-finite floats are stored as null).
+            wait: block until this (and every earlier) checkpoint is finalised on disk.
+            copies: further checkpoint paths that receive a copy of the same checkpoint (written once, then
+                copied on the background thread and installed with the same atomic rename).
+
+        Raises:
+            CheckpointError: an earlier background save failed, or (``wait=True``) this one did.
+        """
+        self._raise_errors()
+        self.write(path, self.snapshot(tree, metadata), wait=wait, copies=copies)
+
+    def write(
+        self,
+        path: str | os.PathLike[str],
+        snapshot: CheckpointSnapshot,
+        *,
+        wait: bool = True,
+        copies: Sequence[str | os.PathLike[str]] = (),
+    ) -> None:
+        """Queue ``snapshot`` (from :meth:`snapshot`) to be written as the checkpoint ``path`` (and ``copies``);
+        see :meth:`save` for the arguments."""
+        self._raise_errors()
+        target = Path(os.path.abspath(os.fspath(path)))
         extra = [Path(os.path.abspath(os.fspath(c))) for c in copies]
+        payload = json.loads(json.dumps(snapshot.payload))  # each write fills in its own fingerprints
         self._ensure_thread()
-        self._queue.put(_Job(target, arrays, payload, extra))
+        self._queue.put(_Job(target, snapshot.arrays, payload, extra))
         if wait:
             self.wait()
 
@@ -395,7 +434,9 @@ class CheckpointWriter:
                 if job.arrays is None:
                     delete_checkpoint(job.target)
                 else:
+                    start = time.perf_counter()
                     self._write(job)
+                    self._last_write_seconds = time.perf_counter() - start
             except BaseException as exc:  # noqa: BLE001 - reported by wait() / the next save()
                 with self._lock:
                     self._errors.append(exc)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 import torch
 
@@ -15,6 +18,7 @@ from worldflux.core import (
     State,
     WorldModelOutput,
 )
+from worldflux.core.output import DeferredLossOutput
 
 
 def test_predictions_is_canonical_and_preds_is_a_read_write_alias():
@@ -75,3 +79,26 @@ def test_loss_output_items_yield_total_loss_first_then_components():
     assert dict(loss.items())["loss"].item() == 3.0
     bare = LossOutput(loss=torch.tensor(0.5))
     assert bare.components == {} and bare.metrics == {} and list(dict(bare.items())) == ["loss"]
+
+
+def test_deferred_loss_output_produces_its_fields_once_on_first_read():
+    calls = []
+    loss, components = torch.tensor(3.0), {"a": torch.tensor(1.0), "b": torch.tensor(2.0)}
+
+    def produce():
+        calls.append(1)
+        return loss, components, {"a": 1.0, "b": 2.0}
+
+    out = DeferredLossOutput(produce)
+    assert calls == [] and isinstance(out, LossOutput)
+    assert out.metrics == {"a": 1.0, "b": 2.0} and calls == [1]
+    assert out.loss is loss and out.components is components and calls == [1]
+    assert [k for k, _ in out.items()] == ["loss", "a", "b"]
+    with pytest.raises(AttributeError, match="no attribute 'other'"):
+        _ = out.other
+
+
+def test_deferred_loss_output_pickles_and_copies_as_a_plain_loss_output():
+    out = DeferredLossOutput(lambda: (torch.tensor(3.0), {"a": torch.tensor(3.0)}, {"a": 3.0}))
+    for clone in (pickle.loads(pickle.dumps(out)), copy.copy(out), copy.deepcopy(out)):
+        assert type(clone) is LossOutput and float(clone.loss) == 3.0 and clone.metrics == {"a": 3.0}

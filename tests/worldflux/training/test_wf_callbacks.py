@@ -11,6 +11,7 @@ import pytest
 from wf_training_helpers import BATCH, SEQ, buffer, config, fresh_model
 
 from worldflux.training import Callback, CheckpointCallback, LoggingCallback, Trainer, TrainingConfig
+from worldflux.training import callbacks as callbacks_module
 from worldflux.training.callbacks import (
     CallbackList,
     EarlyStoppingCallback,
@@ -171,6 +172,38 @@ def test_checkpoint_callback_periodic_and_best(tmp_path):
         ("checkpoint_4.pt", []),
     ]
     assert trainer.state.best_loss == 0.5
+
+
+def test_best_saves_are_held_back_while_writes_would_exceed_their_time_share(tmp_path, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(callbacks_module.time, "monotonic", lambda: clock[0])
+    trainer = _fake_trainer()
+    trainer.checkpoint_write_seconds = 0.2  # so each best save holds the next back for 0.2 / 0.02 = 10 s
+    trainer.checkpoint_snapshot = lambda: ("snapshot of step", trainer.state.global_step)
+    trainer.save_checkpoint = lambda path, wait=True, copies=(), snapshot=None: trainer.saves.append(
+        (Path(path).name, [Path(c).name for c in copies], snapshot))
+    callback = CheckpointCallback(save_interval=100, output_dir=str(tmp_path), save_best=True)
+    callback.on_train_begin(trainer)
+
+    def step(number: int, loss: float, at: float) -> None:
+        clock[0] = at
+        trainer.state.global_step, trainer.state.metrics = number, {"loss": loss}
+        callback.on_step_end(trainer)
+
+    step(1, 1.0, 100.0)  # first best: written at once
+    step(2, 0.9, 101.0)  # held back: snapshot kept
+    step(3, 0.8, 102.0)  # replaces the pending snapshot
+    step(4, 0.85, 105.0)  # not better, still inside the window: nothing
+    assert trainer.saves == [("checkpoint_best.pt", [], None)] and trainer.state.best_loss == 0.8
+    step(5, 0.95, 110.5)  # window over: the pending best (step 3) is written
+    assert trainer.saves[1] == ("checkpoint_best.pt", [], ("snapshot of step", 3))
+    step(6, 0.7, 111.0)  # held back again; training ends: written then
+    callback.on_train_end(trainer)
+    assert trainer.saves[2:] == [("checkpoint_best.pt", [], ("snapshot of step", 6))]
+    callback.on_train_end(trainer)
+    assert len(trainer.saves) == 3  # nothing pending any more
+    step(100, 0.6, 112.0)  # a periodic save that is also a best goes out at once, with the best copy
+    assert trainer.saves[3] == ("checkpoint_100.pt", ["checkpoint_best.pt"], None)
 
 
 def _read_events(path: Path) -> list[bytes]:

@@ -17,6 +17,7 @@ from wf_training_helpers import ACTION_DIM, BATCH, OBS_SHAPE, SEQ, buffer, confi
 from worldflux.core.batch import Batch
 from worldflux.core.exceptions import ConfigurationError, TrainingError
 from worldflux.training import Trainer, TrainingConfig, train
+from worldflux.training.checkpoint import read_checkpoint_metadata
 from worldflux.training.trainer import LazyMetrics, build_optimizer, build_schedule
 
 MANIFEST_KEYS = {
@@ -60,6 +61,7 @@ def test_dreamer_training_end_to_end(tmp_path):
     state = trainer.state
     assert state.global_step == 4 and state.num_batches == 4
     assert math.isfinite(state.best_loss) and math.isfinite(state.total_loss)
+    assert read_checkpoint_metadata(out / "checkpoint_best.pt")["best_loss"] == state.best_loss  # the best is on disk
     assert set(state.metrics) >= {"loss", "reconstruction", "kl_dynamics", "reward", "continue", "grad_norm"}
     assert state.train_start_time < state.train_end_time and state.ttfi_sec > 0
     profile = trainer.runtime_profile()
