@@ -8,6 +8,7 @@ their Flax children the same numbers, so `reward_head.mlp.3.weight` lives at
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -97,6 +98,35 @@ class GRUCell(nn.Module):
         gi = jnp.dot(x.astype(dtype), k_ih.astype(dtype)) + b_ih.astype(dtype)
         gh = jnp.dot(h.astype(dtype), k_hh.astype(dtype)) + b_hh.astype(dtype)
         return gru_gates(gi, gh, h)
+
+
+def _dot_nt(x: jax.Array, w_t: jax.Array) -> jax.Array:
+    return jax.lax.dot_general(x, w_t, (((x.ndim - 1,), (1,)), ((), ())))
+
+
+@jax.custom_vjp
+def linear_nt(x: jax.Array, w: jax.Array, w_t: jax.Array) -> jax.Array:
+    """`x @ w` for a small batch, `x [B, K]`, `w [K, N]`, computed from `w_t = w.T` `[N, K]`.
+
+    Inside time loops the recurrent matmul has only B rows and streams the whole weight from memory
+    each step. XLA:CPU's kernels do that about 1.5x faster when both operands are contracted over their
+    last (contiguous) axis, so the forward reads `w_t` (transposed once, outside the loop) and the input
+    gradient `g @ w.T` reads `w`, both in that form. The weight gradient goes to `w` (`x.T @ g`); `w_t`
+    must equal `w.T` and receives none.
+    """
+    return _dot_nt(x, w_t)
+
+
+def _linear_nt_fwd(x: jax.Array, w: jax.Array, w_t: jax.Array) -> tuple[jax.Array, Any]:
+    return _dot_nt(x, w_t), (x, w)
+
+
+def _linear_nt_bwd(residuals: Any, g: jax.Array) -> tuple[jax.Array, jax.Array, None]:
+    x, w = residuals
+    return _dot_nt(g, w), x.T @ g, None
+
+
+linear_nt.defvjp(_linear_nt_fwd, _linear_nt_bwd)
 
 
 def gru_gates(gi: jax.Array, gh: jax.Array, h: jax.Array) -> jax.Array:

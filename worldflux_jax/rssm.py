@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from worldflux_jax.distributions import sample_categorical
-from worldflux_jax.nn import LOGIT_CLAMP, MLP, GRUCell, gru_gates, sanitize
+from worldflux_jax.nn import LOGIT_CLAMP, MLP, GRUCell, gru_gates, linear_nt, sanitize
 
 RSSMState = dict[str, jax.Array]
 
@@ -164,13 +164,14 @@ def _filter_impl(
     stoch_size = carry["stoch"].shape[-2] * carry["stoch"].shape[-1]
     w_stoch = jax.lax.stop_gradient(gru["kernel_ih"][:stoch_size])
     w_hidden = jax.lax.stop_gradient(gru["kernel_hh"])
+    w_stoch_t, w_hidden_t = w_stoch.T, w_hidden.T  # see `linear_nt`
 
     def body(carry: RSSMState, inputs: Any) -> tuple[RSSMState, Any]:
         a_proj, embed, step_key, probe_i, probe_h = inputs
         stoch_in = sanitize(carry["stoch"].reshape(carry["stoch"].shape[0], -1))
         hidden = sanitize(carry["deter"])
-        gi = stoch_in @ w_stoch + a_proj + gru["bias_ih"] + probe_i
-        gh = hidden @ w_hidden + gru["bias_hh"] + probe_h
+        gi = linear_nt(stoch_in, w_stoch, w_stoch_t) + a_proj + gru["bias_ih"] + probe_i
+        gh = linear_nt(hidden, w_hidden, w_hidden_t) + gru["bias_hh"] + probe_h
         deter = sanitize(gru_gates(gi, gh, hidden))
         post_logits = apply(params, RSSM.posterior, deter, embed)
         stoch = sample_categorical(post_logits, sampling, step_key)
@@ -246,13 +247,26 @@ def imagine(
     key: jax.Array | None,
     unroll: int | bool = 1,
 ) -> RSSMState:
-    """Open-loop prior rollout: `actions [T, B, A]` -> stacked prior states `[T, B, ...]`."""
+    """Open-loop prior rollout: `actions [T, B, A]` -> stacked prior states `[T, B, ...]`.
+
+    Each step is `prior_step`, with the GRU weights transposed once before the loop (see `linear_nt`).
+    """
     steps = actions.shape[0]
+    gru = params["gru"]
+    w_ih_t, w_hh_t = gru["kernel_ih"].T, gru["kernel_hh"].T
 
     def body(carry: RSSMState, inputs: Any) -> tuple[RSSMState, RSSMState]:
         action, step_key = inputs
-        new = prior_step(apply, params, carry, action, sampling, step_key)
-        return {"deter": new["deter"], "stoch": new["stoch"]}, new
+        stoch = carry["stoch"]
+        x = sanitize(jnp.concatenate([stoch.reshape(stoch.shape[0], -1), action], axis=-1))
+        hidden = sanitize(carry["deter"])
+        gi = linear_nt(x, gru["kernel_ih"], w_ih_t) + gru["bias_ih"]
+        gh = linear_nt(hidden, gru["kernel_hh"], w_hh_t) + gru["bias_hh"]
+        deter = sanitize(gru_gates(gi, gh, hidden))
+        prior_logits = apply(params, RSSM.prior, deter)
+        stoch = sample_categorical(prior_logits, sampling, step_key)
+        new = {"deter": deter, "stoch": stoch, "logits": prior_logits, "prior_logits": prior_logits}
+        return {"deter": deter, "stoch": stoch}, new
 
     carry = {"deter": start["deter"], "stoch": start["stoch"]}
     _, out = jax.lax.scan(body, carry, (actions, _step_keys(key, steps)), unroll=unroll)
