@@ -247,26 +247,13 @@ def imagine(
     key: jax.Array | None,
     unroll: int | bool = 1,
 ) -> RSSMState:
-    """Open-loop prior rollout: `actions [T, B, A]` -> stacked prior states `[T, B, ...]`.
-
-    Each step is `prior_step`, with the GRU weights transposed once before the loop (see `linear_nt`).
-    """
+    """Open-loop prior rollout: `actions [T, B, A]` -> stacked prior states `[T, B, ...]`."""
     steps = actions.shape[0]
-    gru = params["gru"]
-    w_ih_t, w_hh_t = gru["kernel_ih"].T, gru["kernel_hh"].T
 
     def body(carry: RSSMState, inputs: Any) -> tuple[RSSMState, RSSMState]:
         action, step_key = inputs
-        stoch = carry["stoch"]
-        x = sanitize(jnp.concatenate([stoch.reshape(stoch.shape[0], -1), action], axis=-1))
-        hidden = sanitize(carry["deter"])
-        gi = linear_nt(x, gru["kernel_ih"], w_ih_t) + gru["bias_ih"]
-        gh = linear_nt(hidden, gru["kernel_hh"], w_hh_t) + gru["bias_hh"]
-        deter = sanitize(gru_gates(gi, gh, hidden))
-        prior_logits = apply(params, RSSM.prior, deter)
-        stoch = sample_categorical(prior_logits, sampling, step_key)
-        new = {"deter": deter, "stoch": stoch, "logits": prior_logits, "prior_logits": prior_logits}
-        return {"deter": deter, "stoch": stoch}, new
+        new = prior_step(apply, params, carry, action, sampling, step_key)
+        return {"deter": new["deter"], "stoch": new["stoch"]}, new
 
     carry = {"deter": start["deter"], "stoch": start["stoch"]}
     _, out = jax.lax.scan(body, carry, (actions, _step_keys(key, steps)), unroll=unroll)
