@@ -914,8 +914,12 @@ class WorldModel(ABC):
         components = self._ordered(components, "loss")
 
         def produce() -> tuple[Any, dict[str, Any], dict[str, float]]:
-            host = jax.device_get(components)
+            host_total, host = jax.device_get((total, components))
             metrics = {k: float(host[k]) for k in components}
+            if kind == "torch" and next(iter(total.devices())).platform == "cpu":
+                # The scalars were just fetched for the metrics: copying them beats a DLPack export each.
+                tensors = {k: torch.from_numpy(np.array(host[k])) for k in components}
+                return torch.from_numpy(np.array(host_total)), tensors, metrics
             return to_kind(total, kind), tree_to_kind(components, kind), metrics
 
         return DeferredLossOutput(produce)
