@@ -419,9 +419,8 @@ class CheckpointWriter:
         self._raise_errors()
         target = Path(os.path.abspath(os.fspath(path)))
         extra = [Path(os.path.abspath(os.fspath(c))) for c in copies]
-        payload = json.loads(json.dumps(snapshot.payload))  # each write fills in its own fingerprints
         self._ensure_thread()
-        self._queue.put(_Job(target, snapshot.arrays, payload, extra))
+        self._queue.put(_Job(target, snapshot.arrays, snapshot.payload, extra))
         if wait:
             self.wait()
 
