@@ -247,9 +247,14 @@ def _buffer_pointer(x: jax.Array) -> int | None:
         return None
 
 
-def to_torch(x: Any) -> torch.Tensor:
+def to_torch(x: Any, *, track_origin: bool = True) -> torch.Tensor:
     """Convert `x` to a torch tensor. JAX arrays become zero-copy DLPack views (read-only by contract);
-    numpy arrays share memory through ``torch.from_numpy``; torch tensors pass through."""
+    numpy arrays share memory through ``torch.from_numpy``; torch tensors pass through.
+
+    With `track_origin` (the default), the tensor made from a JAX array remembers it, so that handing the
+    tensor back (:func:`to_jax`, :func:`to_jit_input`) returns that array without any conversion. Callers
+    that only hand out views of the tensor (which never match their origin) skip that bookkeeping.
+    """
     if isinstance(x, torch.Tensor):
         return x
     if isinstance(x, jax.Array):
@@ -257,7 +262,8 @@ def to_torch(x: Any) -> torch.Tensor:
             out = torch.from_dlpack(x)
         except Exception:  # noqa: BLE001 - e.g. CPU-only torch and a GPU array: copy through the host
             return torch.from_numpy(np.array(jax.device_get(x)))
-        _remember_origin(out, x)
+        if track_origin:
+            _remember_origin(out, x)
         return out
     arr = np.asarray(x)
     if arr.dtype == np.dtype(jnp.bfloat16):
@@ -296,12 +302,13 @@ def torch_meta_like(x: Any) -> torch.Tensor:
     return torch.empty(tuple(int(d) for d in np.shape(x)), dtype=torch_dtype(x.dtype), device="meta")
 
 
-def to_kind(x: Any, kind: str) -> Any:
-    """Convert one array to `kind` (``"torch"``, ``"numpy"`` or ``"jax"``); None passes through."""
+def to_kind(x: Any, kind: str, *, track_origin: bool = True) -> Any:
+    """Convert one array to `kind` (``"torch"``, ``"numpy"`` or ``"jax"``); None passes through.
+    `track_origin` is :func:`to_torch`'s."""
     if x is None:
         return None
     if kind == "torch":
-        return to_torch(x)
+        return to_torch(x, track_origin=track_origin)
     if kind == "numpy":
         return to_numpy(x)
     if kind == "jax":

@@ -80,6 +80,14 @@ def test_tensor_made_by_to_torch_converts_back_to_the_same_jax_array() -> None:
     assert jax_origin(torch.ones(2)) is None
 
 
+def test_to_torch_without_origin_tracking_still_shares_memory() -> None:
+    array = jnp.arange(6.0).reshape(2, 3)
+    tensor = to_torch(array, track_origin=False)
+    assert jax_origin(tensor) is None
+    assert tensor.data_ptr() == array.unsafe_buffer_pointer()
+    assert to_kind(array, "torch", track_origin=False).data_ptr() == array.unsafe_buffer_pointer()
+
+
 def test_tensors_made_by_to_torch_save_and_load_with_weights_only(tmp_path) -> None:
     path = tmp_path / "state.pt"
     torch.save({"latent": to_torch(jnp.arange(3.0))}, path)

@@ -137,6 +137,37 @@ def test_loss_components_and_optional_terminations(model: TDMPC2WorldModel) -> N
         model.loss(Batch(obs=torch.zeros(B, T, OBS), actions=torch.zeros(B, T, A)))
 
 
+def test_loss_terms_are_the_core_loss_terms_by_name(model: TDMPC2WorldModel) -> None:
+    batch = _batch()
+    out = model.loss(batch)
+    arrays = {k: jnp.asarray(getattr(batch, k).numpy()) for k in ("obs", "actions", "rewards", "terminations")}
+    total, components = model.core.loss(model.params, model.extras, model.core_batch(arrays))
+    assert float(out.loss) == pytest.approx(float(total), rel=1e-6)
+    assert sorted(components) == sorted(LOSS_KEYS)
+    for key, value in components.items():
+        assert out.metrics[key] == pytest.approx(float(value), rel=1e-6, abs=1e-7)
+        assert float(out.components[key]) == out.metrics[key] and out.components[key].shape == ()
+
+
+@pytest.mark.parametrize("kind", ["torch", "numpy", "jax"])
+def test_loss_outputs_in_each_array_kind_hold_the_metric_values(model: TDMPC2WorldModel, kind: str) -> None:
+    out = model.loss(_batch(kind))
+    reference = model.loss(_batch()).metrics
+    assert out.metrics == pytest.approx(reference, rel=1e-6)
+    for key, value in out.components.items():
+        assert float(np.asarray(value)) == pytest.approx(out.metrics[key], rel=1e-6)
+
+
+def test_action_checks_still_apply_after_a_valid_call_with_the_same_model(model: TDMPC2WorldModel) -> None:
+    model.loss(_batch())
+    model.rollout(model.encode(_obs()), torch.zeros(3, B, A))
+    good = _batch()
+    with pytest.raises(ValidationError):
+        model.loss(Batch(obs=good.obs, actions=torch.zeros(B, T, A + 1), rewards=good.rewards))
+    with pytest.raises(ValidationError):
+        model.rollout(model.encode(_obs()), torch.zeros(3, B, A + 1))
+
+
 def test_target_ensemble_moves_by_tau_after_each_optimizer_step() -> None:
     model = TDMPC2WorldModel(TDMPC2Config.from_size("ci", obs_shape=(OBS,), action_dim=A), seed=0)
     assert all(np.array_equal(t, o) for t, o in zip(

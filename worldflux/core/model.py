@@ -37,12 +37,13 @@ import threading
 import warnings
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 from torch import Tensor
@@ -675,6 +676,19 @@ class WorldModel(ABC):
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
 
+    def _validate_action_tensor(self, tensor: Any) -> None:
+        """``_validate_action`` of a plain action array of the contract's kind. Its outcome depends only on
+        the array's shape and dtype and on the api_version, so a layout that passed once is not checked again
+        (unless a spec is the deprecated "hybrid" kind, whose check warns each time)."""
+        key = (tuple(tensor.shape), str(tensor.dtype), self._get_api_version())
+        layouts = self.__dict__.setdefault("_valid_action_layouts", set())
+        if key in layouts:
+            return
+        contract = self.io_contract()
+        self._validate_action(ActionPayload(kind=contract.action_spec.kind, tensor=tensor))
+        if all(str(getattr(s.kind, "value", s.kind)) != "hybrid" for s in contract.effective_action_specs):
+            layouts.add(key)
+
     def _validate_conditions(self, conditions: Any) -> None:
         if conditions is None:
             return
@@ -852,10 +866,12 @@ class WorldModel(ABC):
             empty = shown if shown is not None else to_kind(np.zeros((0, batch, 0), np.float32), kind)
             return _trajectory([initial_state], empty, None, None)
         stacked, rewards, continues = self._rollout(arrays, actions, deterministic)
-        stacked = tree_to_kind(self._ordered(stacked, "state"), kind)
+        # Only per-step views of the stacked arrays are handed out, so their origin is not tracked.
         steps = int(actions.shape[0])
+        names = list(self._ordered(stacked, "state"))
+        per_step = zip(*(_unstack(to_kind(stacked[k], kind, track_origin=False)) for k in names), strict=True)
         states = [initial_state] + [
-            State(tensors={k: v[t] for k, v in stacked.items()}, meta=dict(self._state_meta)) for t in range(steps)
+            State(tensors=dict(zip(names, views, strict=True)), meta=dict(self._state_meta)) for views in per_step
         ]
         if shown is None:
             shown = to_kind(np.zeros((steps, batch, 0), np.float32), kind)
@@ -895,7 +911,7 @@ class WorldModel(ABC):
                 "action_sequence must be a tensor [T, B, A], an ActionSequence, an ActionPayload or None, "
                 f"got {type(action_sequence).__name__}"
             )
-        self._validate_action(ActionPayload(kind=self.io_contract().action_spec.kind, tensor=action_sequence))
+        self._validate_action_tensor(action_sequence)
         if len(action_sequence.shape) < 2 or int(action_sequence.shape[1]) != batch:
             raise ShapeMismatchError(
                 f"action_sequence must have shape (T, B, A) with B = {batch} (the state's batch size)",
@@ -908,18 +924,33 @@ class WorldModel(ABC):
     def loss(self, batch: Batch) -> LossOutput:
         """Compute training loss."""
 
-    def _loss_output(self, total: jax.Array, components: Mapping[str, jax.Array], kind: str) -> LossOutput:
+    def _loss_output(
+        self, total: jax.Array, components: Mapping[str, jax.Array], scalars: jax.Array, kind: str
+    ) -> LossOutput:
         """``LossOutput`` in `kind`, produced when first read (see ``DeferredLossOutput``); ``metrics`` are
-        Python floats fetched in one device-to-host transfer."""
+        Python floats.
+
+        Args:
+            total: the loss, a scalar array.
+            components: the named loss terms, scalar arrays.
+            scalars: ``[1 + len(components)]``, `total` then the components in sorted key order, from the same
+                jitted call (``loss_scalars``): the host fetches this one vector instead of one array per term.
+            kind: the array kind of the returned ``loss`` and ``components``.
+        """
         components = self._ordered(components, "loss")
 
         def produce() -> tuple[Any, dict[str, Any], dict[str, float]]:
-            host_total, host = jax.device_get((total, components))
-            metrics = {k: float(host[k]) for k in components}
-            if kind == "torch" and next(iter(total.devices())).platform == "cpu":
-                # The scalars were just fetched for the metrics: copying them beats a DLPack export each.
-                tensors = {k: torch.from_numpy(np.array(host[k])) for k in components}
-                return torch.from_numpy(np.array(host_total)), tensors, metrics
+            on_cpu = next(iter(scalars.devices())).platform == "cpu"
+            # A CPU array reads as a host view; jax.device_get's tree handling costs 5x more per call.
+            host = np.asarray(scalars) if on_cpu else np.asarray(jax.device_get(scalars))
+            names = sorted(components)
+            values = dict(zip(names, host[1:].tolist(), strict=True))
+            metrics = {k: values[k] for k in components}
+            if kind == "torch" and on_cpu:
+                # One DLPack export of the vector, viewed per term, instead of an export per scalar; it takes
+                # the same torch code path as the other outputs, which matters more than its cost here.
+                views = dict(zip(["", *names], to_torch(scalars, track_origin=False).unbind(0), strict=True))
+                return views[""], {k: views[k] for k in components}, metrics
             return to_kind(total, kind), tree_to_kind(components, kind), metrics
 
         return DeferredLossOutput(produce)
@@ -962,7 +993,7 @@ class WorldModel(ABC):
             raise ShapeMismatchError(
                 "batch.actions must have shape (B, T, A)", expected=(b, t), got=tuple(actions.shape)
             )
-        self._validate_action(ActionPayload(kind=self.io_contract().action_spec.kind, tensor=actions))
+        self._validate_action_tensor(actions)
         kind = infer_kind(obs)
         return {k: None if v is None else self._jax_in(v) for k, v in fields.items()}, kind
 
@@ -1175,6 +1206,20 @@ def _resolve_batch_key(batch: Any, key: str) -> Any:
         if value is None:
             return None
     return value
+
+
+def _unstack(x: Any) -> Sequence[Any]:
+    """The ``x[t]`` views of an array ``[T, ...]`` (torch: one ``unbind`` call instead of T indexings)."""
+    return x.unbind(0) if isinstance(x, torch.Tensor) else list(x)
+
+
+def loss_scalars(
+    total: jax.Array, components: Mapping[str, jax.Array]
+) -> tuple[jax.Array, Mapping[str, jax.Array], jax.Array]:
+    """``(total, components, [total, *components in sorted key order])`` for a jitted loss function: the
+    stacked float32 vector is what ``WorldModel._loss_output`` fetches to the host in one transfer."""
+    values = [total, *(components[k] for k in sorted(components))]
+    return total, components, jnp.stack([jnp.asarray(v, jnp.float32).reshape(()) for v in values])
 
 
 def _trajectory(states: list[State], actions: Any, rewards: Any, continues: Any) -> Trajectory:

@@ -32,7 +32,7 @@ import numpy as np
 
 from worldflux.core.batch import Batch
 from worldflux.core.contracts import dreamer_io_contract
-from worldflux.core.model import WorldModel, _key_from_data
+from worldflux.core.model import WorldModel, _key_from_data, loss_scalars
 from worldflux.core.output import LossOutput
 from worldflux.core.spec import Capability, ModelIOContract
 from worldflux.models.registry import register_model, register_pretrained_loader
@@ -187,8 +187,9 @@ class DreamerV3WorldModel(WorldModel):
             ShapeMismatchError: a field has the wrong shape.
         """
         arrays, kind = self._batch_in(batch, ("obs", "actions", "rewards", "terminations"))
-        total, components = self._jit("loss", _loss, sampling=self._draw())(self.params, arrays, self._next_key())
-        return self._loss_output(total, components, kind)
+        jitted = self._jit("loss", _loss, sampling=self._draw())
+        total, components, scalars = jitted(self.params, arrays, self._next_key())
+        return self._loss_output(total, components, scalars, kind)
 
     def core_batch(self, arrays: Mapping[str, jax.Array]) -> CoreBatch:
         """The core's ``Batch`` (float32 arrays, one-hot actions) from ``{"obs", "actions", "rewards",
@@ -230,8 +231,8 @@ def _rollout(
 
 def _loss(
     core: DreamerV3, params: Any, arrays: dict, key: jax.Array, *, sampling: str
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    return core.loss(params, core_batch(core, arrays), _key_from_data(key), sampling)
+) -> tuple[jax.Array, Mapping[str, jax.Array], jax.Array]:
+    return loss_scalars(*core.loss(params, core_batch(core, arrays), _key_from_data(key), sampling))
 
 
 def core_batch(core: DreamerV3, arrays: Mapping[str, jax.Array]) -> CoreBatch:

@@ -32,7 +32,7 @@ from torch import Tensor
 from worldflux.core.batch import Batch
 from worldflux.core.contracts import tdmpc2_io_contract
 from worldflux.core.exceptions import ShapeMismatchError
-from worldflux.core.model import WorldModel
+from worldflux.core.model import WorldModel, loss_scalars
 from worldflux.core.output import LossOutput
 from worldflux.core.payloads import ActionPayload, ConditionPayload
 from worldflux.core.spec import Capability, ModelIOContract
@@ -248,8 +248,8 @@ class TDMPC2WorldModel(WorldModel):
             ShapeMismatchError: a field has the wrong shape.
         """
         arrays, kind = self._batch_in(batch, ("obs", "actions", "rewards"))
-        total, components = self._jit("loss", _loss)(self.params, self.extras, arrays)
-        return self._loss_output(total, components, kind)
+        total, components, scalars = self._jit("loss", _loss)(self.params, self.extras, arrays)
+        return self._loss_output(total, components, scalars, kind)
 
     def core_batch(self, arrays: Mapping[str, jax.Array | None]) -> CoreBatch:
         """The core's ``Batch`` (flattened float32 obs, one-hot actions) from ``{"obs", "actions", "rewards"
@@ -283,8 +283,10 @@ def _predict_reward(core: TDMPC2, params: Any, state: dict, action: jax.Array | 
     return core.predict_reward(params, state, _actions(action, state["latent"].shape[0], core.config))
 
 
-def _loss(core: TDMPC2, params: Any, target: Any, arrays: dict) -> tuple[jax.Array, dict[str, jax.Array]]:
-    return core.loss(params, target, core_batch(core, arrays))
+def _loss(
+    core: TDMPC2, params: Any, target: Any, arrays: dict
+) -> tuple[jax.Array, Mapping[str, jax.Array], jax.Array]:
+    return loss_scalars(*core.loss(params, target, core_batch(core, arrays)))
 
 
 def _target_ema(core: TDMPC2, target: Any, online: Any) -> Any:
