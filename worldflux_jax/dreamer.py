@@ -187,9 +187,13 @@ class DreamerV3:
         self, params: Params, obs: jax.Array, key: jax.Array | None = None, sampling: str = "sample"
     ) -> RSSMState:
         """Posterior step from the initial state with a zero action: `[B, *obs_shape]` -> state."""
+        _check_sampling(sampling)
         b = obs.shape[0]
         action = jnp.zeros((b, self.config.action_dim), jnp.float32)
-        return self.update(params, self.initial_state(b), action, obs, key, sampling)
+        # The initial `deter` is zero: leaving it out skips its recurrent product (exactly `bias_hh`).
+        start = {"stoch": self.initial_state(b)["stoch"]}
+        embed = self.embed(params, obs)
+        return rssm_lib.posterior_step(self._rssm_apply, params["rssm"], start, action, embed, sampling, key)
 
     def transition(
         self,

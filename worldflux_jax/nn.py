@@ -129,30 +129,39 @@ class MLP(nn.Module):
 class GRUCell(nn.Module):
     """`torch.nn.GRUCell` (gate order r, z, n): inputs `[B, in]`, hidden `[B, H]` -> `[B, H]`.
 
-    Parameters: `kernel_ih [in, 3H]`, `kernel_hh [H, 3H]`, `bias_ih [3H]`, `bias_hh [3H]` (the torch
-    weights transposed). `hidden_proj` lets a caller pass a precomputed `h @ kernel_hh + bias_hh`.
+    Parameters in torch's own layout: `weight_ih [3H, in]`, `weight_hh [3H, H]`, `bias_ih [3H]`,
+    `bias_hh [3H]`. The projections contract both operands over their last axis (`dot_nt`), the form in
+    which XLA:CPU streams a weight fastest for the few-row products of a recurrent step (about 1.7x the
+    `x @ w.T` of an `[in, 3H]` kernel at batch 16), with no transpose per call.
     """
 
     features: int
     dtype: jnp.dtype | None = None
 
     @nn.compact
-    def __call__(self, x: jax.Array, h: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, h: jax.Array | None) -> jax.Array:
+        """`h=None` is a zero hidden state: its projection is exactly `bias_hh`, so the `[B, H] x [H, 3H]`
+        product (the cell's largest) is skipped."""
         in_dim = x.shape[-1]
         size = 3 * self.features
-        bound_ih = 1.0 / jnp.sqrt(self.features)
-        init = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -bound_ih, bound_ih)
-        k_ih = self.param("kernel_ih", init, (in_dim, size))
-        k_hh = self.param("kernel_hh", init, (self.features, size))
+        bound = 1.0 / jnp.sqrt(self.features)
+        init = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+        w_ih = self.param("weight_ih", init, (size, in_dim))
+        w_hh = self.param("weight_hh", init, (size, self.features))
         b_ih = self.param("bias_ih", init, (size,))
         b_hh = self.param("bias_hh", init, (size,))
         dtype = self.dtype or x.dtype
-        gi = jnp.dot(x.astype(dtype), k_ih.astype(dtype)) + b_ih.astype(dtype)
-        gh = jnp.dot(h.astype(dtype), k_hh.astype(dtype)) + b_hh.astype(dtype)
+        gi = dot_nt(x.astype(dtype), w_ih.astype(dtype)) + b_ih.astype(dtype)
+        if h is None:
+            h = jnp.zeros((*x.shape[:-1], self.features), x.dtype)
+            gh = jnp.broadcast_to(b_hh.astype(dtype), gi.shape)
+        else:
+            gh = dot_nt(h.astype(dtype), w_hh.astype(dtype)) + b_hh.astype(dtype)
         return gru_gates(gi, gh, h)
 
 
-def _dot_nt(x: jax.Array, w_t: jax.Array) -> jax.Array:
+def dot_nt(x: jax.Array, w_t: jax.Array) -> jax.Array:
+    """`x @ w_t.T` for `x [..., K]` and a torch-layout weight `w_t [N, K]` -> `[..., N]`."""
     return jax.lax.dot_general(x, w_t, (((x.ndim - 1,), (1,)), ((), ())))
 
 
@@ -166,16 +175,16 @@ def linear_nt(x: jax.Array, w: jax.Array, w_t: jax.Array) -> jax.Array:
     gradient `g @ w.T` reads `w`, both in that form. The weight gradient goes to `w` (`x.T @ g`); `w_t`
     must equal `w.T` and receives none.
     """
-    return _dot_nt(x, w_t)
+    return dot_nt(x, w_t)
 
 
 def _linear_nt_fwd(x: jax.Array, w: jax.Array, w_t: jax.Array) -> tuple[jax.Array, Any]:
-    return _dot_nt(x, w_t), (x, w)
+    return dot_nt(x, w_t), (x, w)
 
 
 def _linear_nt_bwd(residuals: Any, g: jax.Array) -> tuple[jax.Array, jax.Array, None]:
     x, w = residuals
-    return _dot_nt(g, w), x.T @ g, None
+    return dot_nt(g, w), x.T @ g, None
 
 
 linear_nt.defvjp(_linear_nt_fwd, _linear_nt_bwd)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from worldflux_jax.distributions import sample_categorical
-from worldflux_jax.nn import LOGIT_CLAMP, MLP, GRUCell, gru_gates, linear_nt, sanitize
+from worldflux_jax.nn import LOGIT_CLAMP, MLP, GRUCell, dot_nt, gru_gates, linear_nt, sanitize
 
 RSSMState = dict[str, jax.Array]
 
@@ -45,10 +45,11 @@ class RSSM(nn.Module):
         flat = jnp.clip(flat, -LOGIT_CLAMP, LOGIT_CLAMP)
         return flat.reshape(flat.shape[0], self.stoch_discrete, self.stoch_classes)
 
-    def recurrent(self, stoch: jax.Array, action: jax.Array, deter: jax.Array) -> jax.Array:
-        """`h_t` `[B, deter_dim]` from `z_{t-1}` `[B, D, K]`, `a_{t-1}` `[B, A]` and `h_{t-1}`."""
+    def recurrent(self, stoch: jax.Array, action: jax.Array, deter: jax.Array | None) -> jax.Array:
+        """`h_t` `[B, deter_dim]` from `z_{t-1}` `[B, D, K]`, `a_{t-1}` `[B, A]` and `h_{t-1}` (None: zeros,
+        the initial state, whose recurrent product is skipped; see `GRUCell`)."""
         x = sanitize(jnp.concatenate([stoch.reshape(stoch.shape[0], -1), action], axis=-1))
-        return sanitize(self.gru(x, sanitize(deter)))
+        return sanitize(self.gru(x, None if deter is None else sanitize(deter)))
 
     def prior(self, deter: jax.Array) -> jax.Array:
         """Prior logits `[B, D, K]` from `h_t`."""
@@ -98,8 +99,9 @@ def posterior_step(
     sampling: str,
     key: jax.Array | None,
 ) -> RSSMState:
-    """One filtering step with the observation embedding `[B, E]`."""
-    deter = apply(params, RSSM.recurrent, state["stoch"], action, state["deter"])
+    """One filtering step with the observation embedding `[B, E]`. A `state` without `deter` starts from
+    `h = 0` (the initial state) without computing its recurrent product."""
+    deter = apply(params, RSSM.recurrent, state["stoch"], action, state.get("deter"))
     prior_logits = apply(params, RSSM.prior, deter)
     post_logits = apply(params, RSSM.posterior, deter, embed)
     stoch = sample_categorical(post_logits, sampling, key)
@@ -135,9 +137,9 @@ def observe(
     accumulated step by step into a weight-sized buffer.
     """
     stoch_size = start["stoch"].shape[-2] * start["stoch"].shape[-1]
-    w_action = params["gru"]["kernel_ih"][stoch_size:]
+    w_action = params["gru"]["weight_ih"][:, stoch_size:]  # [3H, A]
     t, b = prev_actions.shape[:2]
-    act_proj = (sanitize(prev_actions).reshape(t * b, -1) @ w_action).reshape(t, b, -1)
+    act_proj = dot_nt(sanitize(prev_actions).reshape(t * b, -1), w_action).reshape(t, b, -1)
     carry = {"deter": start["deter"], "stoch": start["stoch"]}
     out = _filter(apply, sampling, unroll, params, carry, act_proj, embeds, _step_keys(key, t))
     prior = apply(params, RSSM.prior, out["deter"].reshape(t * b, -1))
@@ -162,9 +164,11 @@ def _filter_impl(
     from which `_filter_bwd` forms the weight gradients. Also returns the projected inputs `[T, B, *]`."""
     gru = params["gru"]
     stoch_size = carry["stoch"].shape[-2] * carry["stoch"].shape[-1]
-    w_stoch = jax.lax.stop_gradient(gru["kernel_ih"][:stoch_size])
-    w_hidden = jax.lax.stop_gradient(gru["kernel_hh"])
-    w_stoch_t, w_hidden_t = w_stoch.T, w_hidden.T  # see `linear_nt`
+    # Torch layout [3H, in]: the forward reads it as is; the input gradients read its transpose, formed
+    # once here rather than per step (see `linear_nt`).
+    w_stoch_t = jax.lax.stop_gradient(gru["weight_ih"][:, :stoch_size])
+    w_hidden_t = jax.lax.stop_gradient(gru["weight_hh"])
+    w_stoch, w_hidden = w_stoch_t.T, w_hidden_t.T
 
     def body(carry: RSSMState, inputs: Any) -> tuple[RSSMState, Any]:
         a_proj, embed, step_key, probe_i, probe_h = inputs
@@ -223,14 +227,14 @@ def _filter_bwd(
 ) -> tuple[Any, ...]:
     vjp_fn, (stoch_in, hidden) = residuals
     d_params, d_carry, d_act_proj, d_embeds, (g_i, g_h) = vjp_fn(cotangent)
-    # One [T*B, in]^T @ [T*B, 3H] matmul per weight instead of T rank-B updates.
+    # One [T*B, 3H]^T @ [T*B, in] matmul per weight (torch layout [3H, in]) instead of T rank-B updates.
     flat = lambda x: x.reshape(-1, x.shape[-1])
-    d_w_stoch = flat(stoch_in).T @ flat(g_i)
-    d_w_hidden = flat(hidden).T @ flat(g_h)
+    d_w_stoch = flat(g_i).T @ flat(stoch_in)
+    d_w_hidden = flat(g_h).T @ flat(hidden)
     gru = dict(d_params["gru"])
-    stoch_size = d_w_stoch.shape[0]
-    gru["kernel_ih"] = gru["kernel_ih"].at[:stoch_size].add(d_w_stoch)
-    gru["kernel_hh"] = gru["kernel_hh"] + d_w_hidden
+    stoch_size = d_w_stoch.shape[1]
+    gru["weight_ih"] = gru["weight_ih"].at[:, :stoch_size].add(d_w_stoch)
+    gru["weight_hh"] = gru["weight_hh"] + d_w_hidden
     d_params = {**d_params, "gru": gru}
     return d_params, d_carry, d_act_proj, d_embeds, None
 

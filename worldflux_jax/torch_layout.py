@@ -9,7 +9,7 @@ array layouts differ, and each kind of leaf has one exact, invertible transform:
 | Linear weight | `[out, in]` | `kernel [in, out]` |
 | Conv2d weight | `[out, in, kh, kw]` | `kernel [kh, kw, in, out]` |
 | ConvTranspose2d weight | `[in, out, kh, kw]` | `kernel [kh, kw, in, out]`, spatially flipped |
-| GRUCell weight_ih / weight_hh | `[3H, in]` (r, z, n) | `kernel_ih [in, 3H]` (r, z, n) |
+| GRUCell weight_ih / weight_hh | `[3H, in]` (r, z, n) | the same (`weight_ih`, `weight_hh`) |
 | LayerNorm over `[C, H, W]` | `weight/bias [C, H, W]` | `scale/bias [H, W, C]` |
 
 Everything else (biases, 1-D LayerNorm parameters) is copied as is. Round trips are exact (pure
@@ -30,8 +30,8 @@ _LEAF_NAMES = {
     "kernel": "weight",
     "scale": "weight",
     "bias": "bias",
-    "kernel_ih": "weight_ih",
-    "kernel_hh": "weight_hh",
+    "weight_ih": "weight_ih",
+    "weight_hh": "weight_hh",
     "bias_ih": "bias_ih",
     "bias_hh": "bias_hh",
 }
@@ -61,7 +61,7 @@ def leaf_to_torch(keys: tuple[str, ...], value: np.ndarray) -> np.ndarray:
     """Our layout -> torch layout for the leaf at `keys`."""
     leaf = keys[-1]
     value = np.asarray(value)
-    if leaf in ("kernel_ih", "kernel_hh") or (leaf == "kernel" and value.ndim == 2):
+    if leaf == "kernel" and value.ndim == 2:
         return np.ascontiguousarray(value.T)
     if leaf == "kernel" and value.ndim == 4:
         if _is_deconv(keys):
@@ -76,7 +76,7 @@ def leaf_from_torch(keys: tuple[str, ...], value: np.ndarray) -> np.ndarray:
     """Torch layout -> our layout for the leaf at `keys` (inverse of `leaf_to_torch`)."""
     leaf = keys[-1]
     value = np.asarray(value)
-    if leaf in ("kernel_ih", "kernel_hh") or (leaf == "kernel" and value.ndim == 2):
+    if leaf == "kernel" and value.ndim == 2:
         return np.ascontiguousarray(value.T)
     if leaf == "kernel" and value.ndim == 4:
         if _is_deconv(keys):

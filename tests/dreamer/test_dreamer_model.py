@@ -190,6 +190,18 @@ def test_state_shapes_and_keys() -> None:
     np.testing.assert_array_equal(init["stoch"][:, :, 0], 1.0)
 
 
+def test_encode_is_the_posterior_step_from_the_initial_state() -> None:
+    model = DreamerV3(small_config())
+    params = model.init(jax.random.key(0))
+    params = jax.tree.map(lambda p: p + 0.1, params)  # nonzero GRU biases and weights everywhere
+    obs = jnp.asarray(np.random.default_rng(0).standard_normal((3, 6)), jnp.float32)
+    encoded = model.encode(params, obs, sampling="mode")
+    updated = model.update(params, model.initial_state(3), jnp.zeros((3, 2)), obs, sampling="mode")
+    assert set(encoded) == set(updated)
+    for key in encoded:
+        np.testing.assert_array_equal(encoded[key], updated[key], err_msg=key)
+
+
 def test_loss_handles_a_single_step_sequence() -> None:
     model = DreamerV3(small_config())
     params = model.init(jax.random.key(0))

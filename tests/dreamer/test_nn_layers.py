@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from worldflux_jax.nn import LN_EPS, LayerNorm, linear_nt
+from worldflux_jax.nn import LN_EPS, GRUCell, LayerNorm, linear_nt
 
 
 @pytest.mark.parametrize("shape, axes", [((6, 5), 1), ((3, 4, 4, 4, 2), 3)])
@@ -52,3 +52,28 @@ def test_linear_nt_equals_matmul_with_its_gradients():
     ref = jax.grad(lambda x, w: jnp.sum(jnp.sin(x @ w)), argnums=(0, 1))(x, w)
     for a, b in zip(ours, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_gru_cell_equals_torch_gru_cell_with_the_same_torch_layout_weights():
+    import torch
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 7)).astype(np.float32)
+    h = rng.standard_normal((4, 5)).astype(np.float32)
+    cell = GRUCell(5)
+    params = cell.init(jax.random.key(0), jnp.asarray(x), jnp.asarray(h))["params"]
+    assert params["weight_ih"].shape == (15, 7) and params["weight_hh"].shape == (15, 5)
+    ref = torch.nn.GRUCell(7, 5)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(ref, name).copy_(torch.from_numpy(np.array(params[name])))
+        expected = ref(torch.from_numpy(x), torch.from_numpy(h)).numpy()
+    np.testing.assert_allclose(cell.apply({"params": params}, x, h), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gru_cell_without_a_hidden_state_is_exactly_the_zero_hidden_state():
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((3, 6)), jnp.float32)
+    cell = GRUCell(4)
+    params = cell.init(jax.random.key(0), x, jnp.zeros((3, 4)))
+    np.testing.assert_array_equal(cell.apply(params, x, None), cell.apply(params, x, jnp.zeros((3, 4))))

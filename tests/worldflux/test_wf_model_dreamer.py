@@ -359,7 +359,7 @@ def test_second_call_with_the_same_shapes_does_not_retrace() -> None:
 def test_parameters_are_views_of_the_jax_leaves(model: DreamerV3WorldModel) -> None:
     leaves = jax.tree.leaves(model.params)
     named = dict(model.named_parameters())
-    assert len(named) == len(leaves) and "rssm.gru.kernel_ih" in named
+    assert len(named) == len(leaves) and "rssm.gru.weight_ih" in named and "rssm.prior_net.0.kernel" in named
     for tensor, leaf in zip(model.parameters(), leaves, strict=True):
         assert tensor.data_ptr() == leaf.unsafe_buffer_pointer()
     assert model.num_parameters() == sum(t.numel() for t in model.parameters())

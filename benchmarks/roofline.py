@@ -1,0 +1,142 @@
+"""What this machine can do at best, and the floors it puts under the DreamerV3 ``size12m`` targets.
+
+Measures, in one run, with XLA (the backend our steps run on):
+
+- ``peak``: float32 GFLOP/s of a large square matmul (``--matmul`` N, default 4096; XLA or numpy, the better);
+- ``stream``: GB/s of reading a large float32 array once (a jitted sum over ``--stream-mb`` MB);
+- ``gru``: GB/s at which a ``lax.scan`` of batch-16 steps ``h <- tanh(h @ W)`` streams the DreamerV3
+  recurrent weight ``W [deter, 3 * deter]`` (the access pattern of the filtering loop and of imagination:
+  each step must read all of ``W`` before the next can start).
+
+Then it prints lower bounds on the workloads the issues set targets for: the larger of their FLOPs at the
+``peak`` rate (the step's XLA cost analysis, from ``benchmarks/dreamerv3_train_step.py``; for imagination, the
+GRU matmuls alone) and the bytes they must read from memory (the recurrent weights, once per sequential step)
+at the ``stream`` rate. The bounds are also given at the issues' own figure for this CPU (275 GFLOP/s). A
+target below its floor cannot be met by any schedule of the same float32 computation. ``gru`` shows how far
+the batch-16 recurrent matmul, the dominant operation of the vector step and of imagination, is from both.
+
+    python -m benchmarks.roofline
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from worldflux_jax.config import DreamerV3Config
+
+# FLOPs per size12m train step (batch 16 x 50), XLA cost analysis with the time scans unrolled
+# (benchmarks/dreamerv3_train_step.py prints them; docs/performance.md records them).
+STEP_GFLOP = {"vector": 88.8, "image": 725.0}
+# The issues' reference timings (torch WorldFlux 0.1.1 on this 2-core CPU) and the targets derived from them.
+REFERENCE_S = {"step vector": 3.72, "step image": 23.9, "rollout vector": 0.23, "rollout image": 1.02}
+SPEEDUP = {"step": 5.0, "rollout": 10.0}
+# "The same CPU does about 275 GFLOP/s on a large float32 matmul" (issue #2).
+ISSUE_PEAK_GFLOPS = 275.0
+
+
+def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Best wall-clock seconds of `fn` over `repeats` calls, after one warm-up call (the best run is the
+    machine's capability; medians would mix in other tenants' load)."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def peak_gflops(n: int, repeats: int) -> float:
+    """float32 GFLOP/s of an ``[n, n] @ [n, n]`` matmul: the better of XLA under jit and numpy's BLAS (the
+    machine's capability, not one library's)."""
+    key = jax.random.key(0)
+    a = jax.random.normal(key, (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.fold_in(key, 1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    host_a, host_b = np.asarray(a), np.asarray(b)
+    best = min(_best_seconds(lambda: matmul(a, b), repeats), _best_seconds(lambda: host_a @ host_b, repeats))
+    return 2.0 * n**3 / best / 1e9
+
+
+def stream_gbps(megabytes: int, repeats: int) -> float:
+    """GB/s of reading a ``megabytes`` float32 array once (jitted sum)."""
+    x = jnp.ones((megabytes * 2**20 // 4,), jnp.float32)
+    total = jax.jit(jnp.sum)
+    return x.nbytes / _best_seconds(lambda: total(x), repeats) / 1e9
+
+
+def gru_stream_gbps(deter: int, batch: int, steps: int, repeats: int) -> float:
+    """GB/s at which a scan of dependent batch-`batch` steps reads the recurrent weight ``[deter, 3*deter]``."""
+    key = jax.random.key(0)
+    w = jax.random.normal(key, (deter, 3 * deter), jnp.float32) / np.sqrt(deter)
+    h0 = jax.random.normal(jax.random.fold_in(key, 1), (batch, deter), jnp.float32)
+
+    @jax.jit
+    def loop(w: jax.Array, h: jax.Array) -> jax.Array:
+        def body(h: jax.Array, _: None) -> tuple[jax.Array, None]:
+            gates = h @ w
+            return jnp.tanh(gates[:, :deter] + gates[:, deter:2 * deter] * gates[:, 2 * deter:]), None
+
+        return jax.lax.scan(body, h, None, length=steps)[0]
+
+    return steps * w.nbytes / _best_seconds(lambda: loop(w, h0), repeats) / 1e9
+
+
+def floors(peak: float, stream: float) -> dict[str, float]:
+    """Lower bounds in seconds on the size12m workloads (batch 16, sequence 50, 15 imagination steps): the
+    larger of their FLOPs at `peak` GFLOP/s and their unavoidable memory reads at `stream` GB/s."""
+    cfg = DreamerV3Config.from_size("size12m", obs_shape=(39,), action_dim=6)
+    deter, stoch = cfg.deter_dim, cfg.stoch_discrete * cfg.stoch_classes
+    batch, seq, horizon, action_dim = 16, 50, 15, 6
+    recurrent_bytes = deter * 3 * deter * 4  # W_hh: read by every sequential step (50 MB: not cache-resident)
+    out = {}
+    for obs in ("vector", "image"):
+        # 50 forward steps and 50 input-gradient steps (dgates @ W_hh) must each read W_hh.
+        out[f"step {obs}"] = max(STEP_GFLOP[obs] / peak, 2 * seq * recurrent_bytes / (stream * 1e9))
+    # Imagination: every step is a GRU step on [stoch, action, deter] (the reference's GRUCell), whose matmul
+    # [B, stoch + action + deter] x [stoch + action + deter, 3 deter] reads all of W_ih and W_hh.
+    gru_in = stoch + action_dim + deter
+    imagine_gflop = horizon * 2 * batch * gru_in * 3 * deter / 1e9
+    imagine_bytes = horizon * gru_in * 3 * deter * 4
+    out["rollout vector"] = max(imagine_gflop / peak, imagine_bytes / (stream * 1e9))
+    # The image encoder on the 16 start frames: four 4x4 stride-2 convs (cnn_depth 48), 118 MFLOP a frame.
+    out["rollout image"] = max((imagine_gflop + batch * 0.118) / peak, imagine_bytes / (stream * 1e9))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, then print the floors against the targets."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--matmul", type=int, default=4096, help="square matmul size for the peak")
+    parser.add_argument("--stream-mb", type=int, default=512, help="array size for the streaming read")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+    cfg = DreamerV3Config.from_size("size12m", obs_shape=(39,), action_dim=6)
+    peak = peak_gflops(args.matmul, args.repeats)
+    stream = stream_gbps(args.stream_mb, args.repeats)
+    gru = gru_stream_gbps(cfg.deter_dim, 16, 50, args.repeats)
+    print(f"device={jax.default_backend()} x{jax.local_device_count()}  (best of {args.repeats})")
+    print(f"peak   {args.matmul}^3 matmul        {peak:8.1f} GFLOP/s")
+    print(f"stream {args.stream_mb} MB read            {stream:8.1f} GB/s")
+    print(f"gru    [16,{cfg.deter_dim}]x[{cfg.deter_dim},{3 * cfg.deter_dim}] scan  {gru:8.1f} GB/s "
+          f"({2 * 16 * cfg.deter_dim * 3 * cfg.deter_dim / (cfg.deter_dim * 3 * cfg.deter_dim * 4) * gru:.1f} GFLOP/s)")
+    print(f"{'size12m workload':<18} {'reference':>10} {'target':>9} {'floor':>9} {'floor@275':>10}  "
+          "target >= floor (floor@275: at the issues' figure of 275 GFLOP/s for this CPU)")
+    at_issue_peak = floors(ISSUE_PEAK_GFLOPS, stream)
+    for name, floor in floors(peak, stream).items():
+        reference = REFERENCE_S[name]
+        target = reference / SPEEDUP[name.split()[0]]
+        print(f"{name:<18} {reference:9.3f}s {target:8.3f}s {floor:8.3f}s {at_issue_peak[name]:9.3f}s  "
+              f"{'yes' if target >= floor else 'NO'} / {'yes' if target >= at_issue_peak[name] else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
