@@ -571,6 +571,8 @@ def restore_checkpoint(
     entries = marker["leaves"]
     paths, leaves, treedef = flatten_tree(template)
     saved_paths = [str(e["path"]) for e in entries]
+    legacy = [_legacy_path(p) is not None for p in saved_paths]
+    saved_paths = [_legacy_path(p) or p for p in saved_paths]
     if saved_paths != paths:
         missing = [p for p in paths if p not in saved_paths][:5]
         extra = [p for p in saved_paths if p not in paths][:5]
@@ -582,6 +584,8 @@ def restore_checkpoint(
     abstract = {}
     for i, (entry, leaf) in enumerate(zip(entries, leaves, strict=True)):
         shape = tuple(int(d) for d in np.shape(leaf))
+        if legacy[i]:
+            shape = shape[::-1]  # stored in the pre-0.2 layout, transposed after reading
         dtype = np.dtype(leaf.dtype)
         if list(shape) != list(entry.get("shape", [])) or str(dtype) != str(entry.get("dtype")):
             raise CheckpointError(
@@ -601,8 +605,23 @@ def restore_checkpoint(
         checkpointer.close()
     arrays = [restored[_leaf_name(i)] for i in range(len(entries))]
     _verify_fingerprints(shown, entries, arrays)
+    arrays = [jax.device_put(a.T, a.sharding) if old else a for a, old in zip(arrays, legacy, strict=True)]
     metadata = marker.get("metadata", {})
     return jax.tree_util.tree_unflatten(treedef, arrays), dict(metadata) if isinstance(metadata, dict) else {}
+
+
+# DreamerV3 GRU weights were stored as Flax-style kernels `[in, 3H]` until the cell switched to torch's layout
+# `[3H, in]` (`worldflux_jax.nn.GRUCell`). Checkpoints written before keep their leaves (parameters and the
+# optimizer moments alike) under the old names; reading maps them onto the new ones, transposed.
+_LEGACY_GRU_LEAVES = {"['gru']['kernel_ih']": "['gru']['weight_ih']", "['gru']['kernel_hh']": "['gru']['weight_hh']"}
+
+
+def _legacy_path(path: str) -> str | None:
+    """The current name of a leaf saved under a legacy name, else None."""
+    for old, new in _LEGACY_GRU_LEAVES.items():
+        if path.endswith(old):
+            return path[: -len(old)] + new
+    return None
 
 
 def _verify_fingerprints(shown: str, entries: Sequence[Mapping[str, Any]], arrays: list[Any]) -> None:

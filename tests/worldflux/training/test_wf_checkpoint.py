@@ -209,3 +209,45 @@ def test_sigkill_during_saves_leaves_a_resumable_checkpoint(tmp_path):
         assert loader.state.global_step == step and step > previous_step
         previous_step = step
     assert host_tree(loader.model.params)
+
+
+def test_checkpoints_with_the_legacy_gru_layout_still_load(tmp_path):
+    """Checkpoints written while the GRU weights were Flax-style kernels ``[in, 3H]`` (named ``kernel_ih``,
+    ``kernel_hh``) restore into the torch-layout ``weight_ih``/``weight_hh``, optimizer moments included."""
+    import dataclasses
+
+    import jax
+
+    from worldflux.training.checkpoint import CheckpointWriter, restore_checkpoint
+
+    trainer = Trainer(fresh_model("dreamer:ci"), config(tmp_path / "run", log_interval=2))
+    trainer.train(buffer(seed=3), num_steps=2)
+    trainer.save_checkpoint(tmp_path / "current.pt")
+    tree, metadata = restore_checkpoint(tmp_path / "current.pt", trainer._checkpoint_tree())
+
+    def legacy(node):
+        if isinstance(node, dict) and "weight_ih" in node and "weight_hh" in node:
+            renamed = {k: v for k, v in node.items() if k not in ("weight_ih", "weight_hh")}
+            old_layout = {"kernel_ih": np.asarray(node["weight_ih"]).T, "kernel_hh": np.asarray(node["weight_hh"]).T}
+            return {**renamed, **old_layout}
+        if isinstance(node, dict):
+            return {k: legacy(v) for k, v in node.items()}
+        if dataclasses.is_dataclass(node):  # the train state
+            fields = {f.name: legacy(getattr(node, f.name)) for f in dataclasses.fields(node)}
+            return dataclasses.replace(node, **fields)
+        if hasattr(node, "_fields"):  # optax states are named tuples
+            return type(node)(*(legacy(v) for v in node))
+        if isinstance(node, tuple | list):
+            return type(node)(legacy(v) for v in node)
+        return node
+
+    old = legacy(jax.tree.map(np.asarray, tree))
+    assert "kernel_ih" in old["train_state"].params["rssm"]["gru"]
+    CheckpointWriter().save(tmp_path / "legacy.pt", old, metadata)
+
+    resumed = Trainer(fresh_model("dreamer:ci"), config(tmp_path / "resumed", log_interval=2))
+    resumed.load_checkpoint(tmp_path / "legacy.pt")
+    assert trees_equal(host_tree(resumed._train_state), host_tree(trainer._train_state))
+    other = Trainer(fresh_model("tdmpc2:ci"), config(tmp_path / "other", log_interval=2))
+    with pytest.raises(CheckpointError, match="does not match"):  # other mismatches are still refused
+        other.load_checkpoint(tmp_path / "legacy.pt")
