@@ -4,9 +4,9 @@ Measures, in one run, with XLA (the backend our steps run on):
 
 - ``peak``: float32 GFLOP/s of a large square matmul (``--matmul`` N, default 4096; XLA or numpy, the better);
 - ``stream``: GB/s of reading a large float32 array once (a jitted sum over ``--stream-mb`` MB);
-- ``gru``: GB/s at which a ``lax.scan`` of batch-16 steps ``h <- tanh(h @ W)`` streams the DreamerV3
-  recurrent weight ``W [deter, 3 * deter]`` (the access pattern of the filtering loop and of imagination:
-  each step must read all of ``W`` before the next can start).
+- ``gru``: GB/s at which a ``lax.scan`` of batch-16 steps ``h <- tanh(h W^T)`` streams the DreamerV3
+  recurrent weight ``W [3 * deter, deter]`` (torch layout, as ``nn.GRUCell``; the access pattern of the
+  filtering loop and of imagination: each step must read all of ``W`` before the next can start).
 
 Then it prints lower bounds on the workloads the issues set targets for: the larger of their FLOPs at the
 ``peak`` rate (the step's XLA cost analysis, from ``benchmarks/dreamerv3_train_step.py``; for imagination, the
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from worldflux_jax.config import DreamerV3Config
+from worldflux_jax.nn import dot_nt
 
 # FLOPs per size12m train step (batch 16 x 50), XLA cost analysis with the time scans unrolled
 # (benchmarks/dreamerv3_train_step.py prints them; docs/performance.md records them).
@@ -73,15 +74,15 @@ def stream_gbps(megabytes: int, repeats: int) -> float:
 
 
 def gru_stream_gbps(deter: int, batch: int, steps: int, repeats: int) -> float:
-    """GB/s at which a scan of dependent batch-`batch` steps reads the recurrent weight ``[deter, 3*deter]``."""
+    """GB/s at which a scan of dependent batch-`batch` steps reads the recurrent weight ``[3*deter, deter]``."""
     key = jax.random.key(0)
-    w = jax.random.normal(key, (deter, 3 * deter), jnp.float32) / np.sqrt(deter)
+    w = jax.random.normal(key, (3 * deter, deter), jnp.float32) / np.sqrt(deter)  # torch layout, as GRUCell
     h0 = jax.random.normal(jax.random.fold_in(key, 1), (batch, deter), jnp.float32)
 
     @jax.jit
     def loop(w: jax.Array, h: jax.Array) -> jax.Array:
         def body(h: jax.Array, _: None) -> tuple[jax.Array, None]:
-            gates = h @ w
+            gates = dot_nt(h, w)
             return jnp.tanh(gates[:, :deter] + gates[:, deter:2 * deter] * gates[:, 2 * deter:]), None
 
         return jax.lax.scan(body, h, None, length=steps)[0]
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device={jax.default_backend()} x{jax.local_device_count()}  (best of {args.repeats})")
     print(f"peak   {args.matmul}^3 matmul        {peak:8.1f} GFLOP/s")
     print(f"stream {args.stream_mb} MB read            {stream:8.1f} GB/s")
-    print(f"gru    [16,{cfg.deter_dim}]x[{cfg.deter_dim},{3 * cfg.deter_dim}] scan  {gru:8.1f} GB/s "
+    print(f"gru    [16,{cfg.deter_dim}]x[{3 * cfg.deter_dim},{cfg.deter_dim}]^T scan {gru:8.1f} GB/s "
           f"({2 * 16 * cfg.deter_dim * 3 * cfg.deter_dim / (cfg.deter_dim * 3 * cfg.deter_dim * 4) * gru:.1f} GFLOP/s)")
     print(f"{'size12m workload':<18} {'reference':>10} {'target':>9} {'floor':>9} {'floor@275':>10}  "
           "target >= floor (floor@275: at the issues' figure of 275 GFLOP/s for this CPU)")

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from worldflux_jax.distributions import sample_categorical
-from worldflux_jax.nn import LOGIT_CLAMP, MLP, GRUCell, dot_nt, gru_gates, linear_nt, sanitize
+from worldflux_jax.nn import LOGIT_CLAMP, MLP, GRUCell, LayerNorm, dot_nt, gru_gates, linear_nt, sanitize
 
 RSSMState = dict[str, jax.Array]
 
@@ -132,7 +132,8 @@ def observe(
 
     `apply(params, method, *args)` runs an `RSSM` method; `params` is the RSSM's parameter subtree.
     Only what depends on the previous sample stays inside the loop: the action part of the GRU input
-    projection and the prior logits are computed for all steps at once, as large matmuls. The GRU's
+    projection, the observation part of the posterior net's first layer and the prior logits are computed
+    for all steps at once, as large matmuls. The GRU's
     recurrent weight gradients are likewise formed after the loop (see `_filter`), instead of being
     accumulated step by step into a weight-sized buffer.
     """
@@ -141,11 +142,33 @@ def observe(
     t, b = prev_actions.shape[:2]
     act_proj = dot_nt(sanitize(prev_actions).reshape(t * b, -1), w_action).reshape(t, b, -1)
     carry = {"deter": start["deter"], "stoch": start["stoch"]}
-    out = _filter(apply, sampling, unroll, params, carry, act_proj, embeds, _step_keys(key, t))
+    post_proj = posterior_observation_projection(params, embeds, start["deter"].shape[-1])
+    out = _filter(apply, sampling, unroll, params, carry, act_proj, post_proj, _step_keys(key, t))
     prior = apply(params, RSSM.prior, out["deter"].reshape(t * b, -1))
     out["prior_logits"] = prior.reshape(t, b, *prior.shape[1:])
     out["logits"] = out["posterior_logits"]
     return out
+
+
+def posterior_observation_projection(params: Any, embeds: jax.Array, deter_dim: int) -> jax.Array:
+    """The observation part of the posterior net's first layer, `embed @ W0[deter_dim:] + b0`, for all steps
+    at once: `embeds [..., E]` -> `[..., hidden]` (see `posterior_from_projection`)."""
+    layer = params["posterior_net"]["0"]
+    return embeds @ layer["kernel"][deter_dim:] + layer["bias"]
+
+
+def posterior_from_projection(
+    net: Any, w_deter: jax.Array, deter: jax.Array, post_proj: jax.Array, stoch_shape: tuple[int, int]
+) -> jax.Array:
+    """Posterior logits `[B, D, K]` from `h_t [B, H]` and `posterior_observation_projection` of the step's
+    embedding `[B, hidden]`: `RSSM.posterior` with the first layer's matmul split over its input
+    `[h_t, embed]` (the same math; the sum runs in another order). `net` is `params["posterior_net"]` and
+    `w_deter` its first kernel's rows for `h_t`, `net["0"]["kernel"][:H]`, sliced by the caller once
+    outside the time loop, so that its gradient accumulates without being padded to the full kernel."""
+    x = deter @ w_deter + post_proj
+    x = jax.nn.silu(LayerNorm(axes=1).apply({"params": net["1"]}, x))
+    flat = jnp.clip(x @ net["3"]["kernel"] + net["3"]["bias"], -LOGIT_CLAMP, LOGIT_CLAMP)
+    return flat.reshape(flat.shape[0], *stoch_shape)
 
 
 def _filter_impl(
@@ -155,7 +178,7 @@ def _filter_impl(
     params: Any,
     carry: RSSMState,
     act_proj: jax.Array,
-    embeds: jax.Array,
+    post_projs: jax.Array,
     keys: jax.Array | None,
     probes: tuple[jax.Array, jax.Array],
 ) -> tuple[RSSMState, tuple[jax.Array, jax.Array]]:
@@ -169,20 +192,22 @@ def _filter_impl(
     w_stoch_t = jax.lax.stop_gradient(gru["weight_ih"][:, :stoch_size])
     w_hidden_t = jax.lax.stop_gradient(gru["weight_hh"])
     w_stoch, w_hidden = w_stoch_t.T, w_hidden_t.T
+    post_net = params["posterior_net"]
+    w_post_deter = post_net["0"]["kernel"][: carry["deter"].shape[-1]]
 
     def body(carry: RSSMState, inputs: Any) -> tuple[RSSMState, Any]:
-        a_proj, embed, step_key, probe_i, probe_h = inputs
+        a_proj, post_proj, step_key, probe_i, probe_h = inputs
         stoch_in = sanitize(carry["stoch"].reshape(carry["stoch"].shape[0], -1))
         hidden = sanitize(carry["deter"])
         gi = linear_nt(stoch_in, w_stoch, w_stoch_t) + a_proj + gru["bias_ih"] + probe_i
         gh = linear_nt(hidden, w_hidden, w_hidden_t) + gru["bias_hh"] + probe_h
         deter = sanitize(gru_gates(gi, gh, hidden))
-        post_logits = apply(params, RSSM.posterior, deter, embed)
+        post_logits = posterior_from_projection(post_net, w_post_deter, deter, post_proj, carry["stoch"].shape[-2:])
         stoch = sample_categorical(post_logits, sampling, step_key)
         new = {"deter": deter, "stoch": stoch}
         return new, ({**new, "posterior_logits": post_logits}, (stoch_in, hidden))
 
-    _, (out, inputs) = jax.lax.scan(body, carry, (act_proj, embeds, keys, *probes), unroll=unroll)
+    _, (out, inputs) = jax.lax.scan(body, carry, (act_proj, post_projs, keys, *probes), unroll=unroll)
     return out, inputs
 
 
@@ -194,11 +219,11 @@ def _filter(
     params: Any,
     carry: RSSMState,
     act_proj: jax.Array,
-    embeds: jax.Array,
+    post_projs: jax.Array,
     keys: jax.Array | None,
 ) -> RSSMState:
     probes = _zero_probes(act_proj)
-    return _filter_impl(apply, sampling, unroll, params, carry, act_proj, embeds, keys, probes)[0]
+    return _filter_impl(apply, sampling, unroll, params, carry, act_proj, post_projs, keys, probes)[0]
 
 
 def _zero_probes(act_proj: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -212,13 +237,13 @@ def _filter_fwd(
     params: Any,
     carry: RSSMState,
     act_proj: jax.Array,
-    embeds: jax.Array,
+    post_projs: jax.Array,
     keys: jax.Array | None,
 ) -> tuple[RSSMState, Any]:
-    def run(params: Any, carry: RSSMState, act_proj: jax.Array, embeds: jax.Array, probes: Any) -> Any:
-        return _filter_impl(apply, sampling, unroll, params, carry, act_proj, embeds, keys, probes)
+    def run(params: Any, carry: RSSMState, act_proj: jax.Array, post_projs: jax.Array, probes: Any) -> Any:
+        return _filter_impl(apply, sampling, unroll, params, carry, act_proj, post_projs, keys, probes)
 
-    out, vjp_fn, inputs = jax.vjp(run, params, carry, act_proj, embeds, _zero_probes(act_proj), has_aux=True)
+    out, vjp_fn, inputs = jax.vjp(run, params, carry, act_proj, post_projs, _zero_probes(act_proj), has_aux=True)
     return out, (vjp_fn, inputs)
 
 
@@ -226,7 +251,7 @@ def _filter_bwd(
     apply: Apply, sampling: str, unroll: int | bool, residuals: Any, cotangent: RSSMState
 ) -> tuple[Any, ...]:
     vjp_fn, (stoch_in, hidden) = residuals
-    d_params, d_carry, d_act_proj, d_embeds, (g_i, g_h) = vjp_fn(cotangent)
+    d_params, d_carry, d_act_proj, d_post_projs, (g_i, g_h) = vjp_fn(cotangent)
     # One [T*B, 3H]^T @ [T*B, in] matmul per weight (torch layout [3H, in]) instead of T rank-B updates.
     flat = lambda x: x.reshape(-1, x.shape[-1])
     d_w_stoch = flat(g_i).T @ flat(stoch_in)
@@ -236,7 +261,7 @@ def _filter_bwd(
     gru["weight_ih"] = gru["weight_ih"].at[:, :stoch_size].add(d_w_stoch)
     gru["weight_hh"] = gru["weight_hh"] + d_w_hidden
     d_params = {**d_params, "gru": gru}
-    return d_params, d_carry, d_act_proj, d_embeds, None
+    return d_params, d_carry, d_act_proj, d_post_projs, None
 
 
 _filter.defvjp(_filter_fwd, _filter_bwd)
