@@ -949,8 +949,9 @@ class WorldModel(ABC):
             if kind == "torch" and on_cpu:
                 # One DLPack export of the vector, viewed per term, instead of an export per scalar; it takes
                 # the same torch code path as the other outputs, which matters more than its cost here.
-                views = dict(zip(["", *names], to_torch(scalars, track_origin=False).unbind(0), strict=True))
-                return views[""], {k: views[k] for k in components}, metrics
+                total_view, *term_views = to_torch(scalars, track_origin=False).unbind(0)
+                by_name = dict(zip(names, term_views, strict=True))
+                return total_view, {k: by_name[k] for k in components}, metrics
             return to_kind(total, kind), tree_to_kind(components, kind), metrics
 
         return DeferredLossOutput(produce)

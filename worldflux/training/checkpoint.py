@@ -585,7 +585,7 @@ def restore_checkpoint(
     for i, (entry, leaf) in enumerate(zip(entries, leaves, strict=True)):
         shape = tuple(int(d) for d in np.shape(leaf))
         if legacy[i]:
-            shape = shape[::-1]  # stored in the pre-0.2 layout, transposed after reading
+            shape = shape[::-1]  # stored in the legacy layout, transposed after reading
         dtype = np.dtype(leaf.dtype)
         if list(shape) != list(entry.get("shape", [])) or str(dtype) != str(entry.get("dtype")):
             raise CheckpointError(

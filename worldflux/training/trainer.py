@@ -279,7 +279,9 @@ def _mixed_precision(loss_fn: Callable[..., Any], dtype: Any) -> Callable[..., A
     ``LayerNorm``, the core's ``MLP``/``GRUCell``) compute in ``dtype`` (casting their float32 parameters inside,
     so gradients and master parameters stay float32), and ``dtype`` outputs are cast back to float32 for the
     code between modules (latent sampling, KL, two-hot and TD losses). Matmuls and convolutions therefore run in
-    bfloat16; reductions in the loss in float32.
+    bfloat16; reductions in the loss in float32. The exception is DreamerV3's filtering loop, whose GRU and
+    posterior-net products are written against the parameters directly (``worldflux_jax.rssm``, for speed):
+    they stay float32.
     """
     import flax.linen as flax_nn
 
