@@ -178,7 +178,8 @@ class DreamerV3:
         key: jax.Array | None = None,
         sampling: str = "sample",
     ) -> RSSMState:
-        """Posterior step: state `[B, ...]`, action `[B, A]`, obs `[B, *obs_shape]` -> posterior state."""
+        """Posterior step: state `[B, ...]`, action `[B, A]`, obs `[B, *obs_shape]` -> posterior state. A state
+        without `deter` starts from `deter = 0` (see `rssm.posterior_step`)."""
         _check_sampling(sampling)
         embed = self.embed(params, obs)
         return rssm_lib.posterior_step(self._rssm_apply, params["rssm"], state, action, embed, sampling, key)
@@ -187,13 +188,11 @@ class DreamerV3:
         self, params: Params, obs: jax.Array, key: jax.Array | None = None, sampling: str = "sample"
     ) -> RSSMState:
         """Posterior step from the initial state with a zero action: `[B, *obs_shape]` -> state."""
-        _check_sampling(sampling)
         b = obs.shape[0]
         action = jnp.zeros((b, self.config.action_dim), jnp.float32)
         # The initial `deter` is zero: leaving it out skips its recurrent product (exactly `bias_hh`).
         start = {"stoch": self.initial_state(b)["stoch"]}
-        embed = self.embed(params, obs)
-        return rssm_lib.posterior_step(self._rssm_apply, params["rssm"], start, action, embed, sampling, key)
+        return self.update(params, start, action, obs, key, sampling)
 
     def transition(
         self,
