@@ -190,6 +190,33 @@ def test_state_shapes_and_keys() -> None:
     np.testing.assert_array_equal(init["stoch"][:, :, 0], 1.0)
 
 
+def test_sampled_loops_draw_what_step_by_step_calls_with_split_keys_draw() -> None:
+    # The loops draw every step's Gumbel noise before the loop; step t must use jax.random.split(key, T)[t].
+    model = DreamerV3(small_config())
+    params = model.init(jax.random.key(0))
+    rng = np.random.default_rng(3)
+    b, t = 3, 5
+    obs = jnp.asarray(rng.standard_normal((b, t, 6)), jnp.float32)
+    actions = jnp.asarray(rng.uniform(-1, 1, (b, t, 2)), jnp.float32)
+    key = jax.random.key(7)
+    keys = jax.random.split(key, t)
+
+    filtered = model.observe(params, obs, actions, key)
+    state = model.initial_state(b)
+    for i in range(t):
+        action = jnp.zeros((b, 2)) if i == 0 else actions[:, i - 1]
+        state = model.update(params, state, action, obs[:, i], keys[i])
+        np.testing.assert_array_equal(jnp.argmax(filtered["stoch"][i], -1), jnp.argmax(state["stoch"], -1))
+        np.testing.assert_allclose(filtered["deter"][i], state["deter"], atol=1e-5)
+
+    plan = jnp.swapaxes(actions, 0, 1)
+    imagined, _, _ = model.rollout(params, state, plan, key)
+    for i in range(t):
+        state = model.transition(params, state, plan[i], keys[i])
+        np.testing.assert_array_equal(jnp.argmax(imagined["stoch"][i], -1), jnp.argmax(state["stoch"], -1))
+        np.testing.assert_allclose(imagined["deter"][i], state["deter"], atol=1e-5)
+
+
 def test_encode_is_the_posterior_step_from_the_initial_state() -> None:
     model = DreamerV3(small_config())
     params = model.init(jax.random.key(0))

@@ -73,6 +73,41 @@ def test_to_torch_shares_the_jax_buffer() -> None:
     assert torch.equal(tensor, torch.tensor([[0.0, 2.0, 4.0], [6.0, 8.0, 10.0]]))
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.int32, jnp.uint8, jnp.bool_, jnp.bfloat16])
+def test_to_torch_of_cpu_arrays_shares_memory(dtype: jnp.dtype) -> None:
+    for shape in [(), (3,), (2, 3)]:
+        array = (jnp.arange(np.prod(shape, dtype=int)) % 2).astype(dtype).reshape(shape)
+        tensor = to_torch(array)
+        assert tensor.shape == shape and tensor.data_ptr() == array.unsafe_buffer_pointer()
+        np.testing.assert_array_equal(tensor.float().numpy(), np.asarray(array, np.float32))
+
+
+def test_to_torch_never_shows_torchs_read_only_warning() -> None:
+    # Torch warns once per process about read-only numpy arrays; a fresh process sees whether the first
+    # conversions let it through.
+    import subprocess
+    import sys
+
+    code = (
+        "import jax.numpy as jnp, numpy as np\n"
+        "from worldflux.interop import to_torch\n"
+        "for _ in range(3):\n"
+        "    to_torch(jnp.arange(3.0)); to_torch(np.asarray(jnp.ones(2)))\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "not writable" not in result.stderr
+
+
+def test_a_tensor_from_to_torch_outlives_its_jax_array() -> None:
+    import gc
+
+    tensor = to_torch(jnp.arange(4.0) * 3.0, track_origin=False)
+    gc.collect()
+    jnp.ones((1024, 1024)).block_until_ready()  # reuse freed memory, if the view did not keep it alive
+    assert torch.equal(tensor, torch.tensor([0.0, 3.0, 6.0, 9.0]))
+
+
 def test_tensor_made_by_to_torch_converts_back_to_the_same_jax_array() -> None:
     array = jnp.ones((4, 2))
     tensor = to_torch(array)

@@ -939,17 +939,17 @@ class WorldModel(ABC):
         """
         components = self._ordered(components, "loss")
 
+        on_cpu = self._device.platform == "cpu"
+
         def produce() -> tuple[Any, dict[str, Any], dict[str, float]]:
-            on_cpu = next(iter(scalars.devices())).platform == "cpu"
             # A CPU array reads as a host view; jax.device_get's tree handling costs 5x more per call.
             host = np.asarray(scalars) if on_cpu else np.asarray(jax.device_get(scalars))
             names = sorted(components)
             values = dict(zip(names, host[1:].tolist(), strict=True))
             metrics = {k: values[k] for k in components}
             if kind == "torch" and on_cpu:
-                # One DLPack export of the vector, viewed per term, instead of an export per scalar; it takes
-                # the same torch code path as the other outputs, which matters more than its cost here.
-                total_view, *term_views = to_torch(scalars, track_origin=False).unbind(0)
+                # The same host vector as one tensor, viewed per term, instead of a conversion per scalar.
+                total_view, *term_views = to_torch(host).unbind(0)
                 by_name = dict(zip(names, term_views, strict=True))
                 return total_view, {k: by_name[k] for k in components}, metrics
             return to_kind(total, kind), tree_to_kind(components, kind), metrics
