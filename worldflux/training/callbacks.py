@@ -419,7 +419,8 @@ class CheckpointCallback(Callback):
     Best saves are rate-limited so that their background writes take at most ``BEST_WRITE_SHARE`` (2%) of
     the wall-clock time, measured from the trainer's last write: early in training the loss improves at
     almost every check, and writing each improvement would slow training down. An improvement that comes
-    sooner is copied to host memory (replacing an older pending one) and written as soon as the limit allows,
+    sooner is copied (on the device, without waiting for it; replacing an older pending copy) and written as
+    soon as the limit allows,
     and at the latest when training ends, so ``checkpoint_best.pt`` always ends up holding the best state
     seen. Trainers without ``checkpoint_snapshot()`` get every best written immediately.
 
@@ -443,7 +444,7 @@ class CheckpointCallback(Callback):
         self.max_checkpoints = max_checkpoints
         self.saved_checkpoints: list[str] = []
         self.best_loss = math.inf
-        self._pending_best: Any = None  # host snapshot of a best state not written yet
+        self._pending_best: Any = None  # snapshot of a best state not written yet
         self._next_best_time = -math.inf  # time.monotonic() before which best saves are held back
 
     def on_train_begin(self, trainer: Any) -> None:

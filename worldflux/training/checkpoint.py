@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from worldflux.core.exceptions import CheckpointError
@@ -289,7 +290,7 @@ class _Job:
     def __init__(
         self,
         target: Path,
-        arrays: dict[str, np.ndarray] | None,
+        arrays: dict[str, Any] | None,
         payload: dict[str, Any] | None = None,
         copies: list[Path] | None = None,
     ) -> None:
@@ -311,13 +312,20 @@ def _finish_pending_saves() -> None:
             pass
 
 
+@jax.jit
+def _copy_arrays(leaves: list[jax.Array]) -> list[jax.Array]:
+    """Fresh device buffers holding `leaves` (never aliases of them: the step may donate the originals)."""
+    return [jnp.array(leaf, copy=True) for leaf in leaves]
+
+
 class CheckpointSnapshot:
-    """Host copies of a state's arrays (``leaf_00000`` ...) and the marker payload, taken at one moment by
-    :meth:`CheckpointWriter.snapshot` and written later by :meth:`CheckpointWriter.write`."""
+    """Copies of a state's arrays (``leaf_00000`` ...; JAX arrays stay on their device until written) and the
+    marker payload, taken at one moment by :meth:`CheckpointWriter.snapshot` and written later by
+    :meth:`CheckpointWriter.write`."""
 
     __slots__ = ("arrays", "payload")
 
-    def __init__(self, arrays: dict[str, np.ndarray], payload: dict[str, Any]) -> None:
+    def __init__(self, arrays: dict[str, Any], payload: dict[str, Any]) -> None:
         self.arrays = arrays
         self.payload = payload
 
@@ -325,11 +333,11 @@ class CheckpointSnapshot:
 class CheckpointWriter:
     """Saves state pytrees as orbax checkpoints on a background thread, in order, finalised atomically.
 
-    ``save(path, tree, metadata, wait=False)`` copies the arrays to host memory (this waits for the device to
-    finish computing them; transfers of all leaves are started at once) and queues the write; the call returns
-    without waiting for earlier saves. Up to ``max_pending`` saves may be queued (host memory: one copy of the
-    state each); a further ``save`` waits for a slot. ``wait()`` blocks until every queued save is finalised and
-    re-raises the first failure as ``CheckpointError``.
+    ``save(path, tree, metadata, wait=False)`` copies the arrays (one jitted device-side copy, dispatched like a
+    step: the call does not wait for the device) and queues the write; the background thread moves the copies to
+    host memory and writes them. The call returns without waiting for earlier saves. Up to ``max_pending`` saves
+    may be queued (one copy of the state each); a further ``save`` waits for a slot. ``wait()`` blocks until
+    every queued save is finalised and re-raises the first failure as ``CheckpointError``.
     """
 
     def __init__(self, max_pending: int = 2) -> None:
@@ -358,17 +366,21 @@ class CheckpointWriter:
         return self._last_write_seconds
 
     def snapshot(self, tree: Any, metadata: Mapping[str, Any] | None = None) -> CheckpointSnapshot:
-        """Copy ``tree`` (a pytree of arrays) to host memory with ``metadata`` (JSON-able), for a later
-        :meth:`write`. Waits for the device to finish computing the arrays; transfers of all leaves are
-        started at once."""
+        """Copy ``tree`` (a pytree of arrays) with ``metadata`` (JSON-able), for a later :meth:`write`.
+
+        JAX arrays are copied on their device by one jitted function, dispatched without waiting: the copy
+        runs after the computations already queued (the step that produced the state) and before any that
+        donates those buffers, so the caller's loop keeps the device busy. Other leaves are copied to host
+        memory at once. The writer thread moves the device copies to host memory when it writes them.
+        """
         paths, leaves, _ = flatten_tree(tree)
-        for leaf in leaves:
-            start = getattr(leaf, "copy_to_host_async", None)
-            if callable(start):
-                start()
-        arrays = {_leaf_name(i): np.array(leaf, copy=True) for i, leaf in enumerate(leaves)}
+        on_device = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
+        copies = dict(zip(on_device, _copy_arrays([leaves[i] for i in on_device]), strict=True))
+        arrays = {
+            _leaf_name(i): copies[i] if i in copies else np.array(leaf, copy=True) for i, leaf in enumerate(leaves)
+        }
         table = [
-            {"path": p, "shape": list(a.shape), "dtype": str(a.dtype)}
+            {"path": p, "shape": list(np.shape(a)), "dtype": str(np.dtype(a.dtype))}
             for p, a in zip(paths, arrays.values(), strict=True)
         ]
         payload = {
@@ -394,7 +406,8 @@ class CheckpointWriter:
 
         Args:
             path: the checkpoint directory to create or replace (parents are created).
-            tree: the arrays; copied to host before this returns, so the caller may donate them.
+            tree: the arrays; copied (on their device) before any computation dispatched later, so the caller may
+                donate them.
             metadata: trainer metadata stored in the marker (non-finite floats are stored as null).
             wait: block until this (and every earlier) checkpoint is finalised on disk.
             copies: further checkpoint paths that receive a copy of the same checkpoint (written once, then
@@ -452,6 +465,7 @@ class CheckpointWriter:
         import orbax.checkpoint as ocp
 
         assert job.arrays is not None and job.payload is not None
+        job.arrays = {name: np.asarray(array) for name, array in job.arrays.items()}  # device copies -> host
         target = job.target
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")

@@ -1161,7 +1161,8 @@ class Trainer:
         self._writer.write(path, snapshot, wait=wait, copies=copies)
 
     def checkpoint_snapshot(self) -> CheckpointSnapshot:
-        """The training state and metadata copied to host memory now, for a later ``save_checkpoint``."""
+        """The training state and metadata as they are now, for a later ``save_checkpoint`` (a device-side copy,
+        dispatched without waiting for the device; see ``CheckpointWriter.snapshot``)."""
         return self._writer.snapshot(self._checkpoint_tree(), self._checkpoint_metadata())
 
     @property

@@ -72,6 +72,27 @@ def test_checkpoint_contents_and_tdmpc2_target_params(tmp_path):
     assert np.array_equal(np.asarray(loader._base_key), np.asarray(trainer._base_key))
 
 
+def test_a_snapshot_keeps_the_state_of_its_moment_while_training_goes_on(tmp_path):
+    """`checkpoint_snapshot` copies on the device without waiting; the steps after it donate the state's
+    buffers, and the snapshot must still hold the state as it was (what a held-back "best" save relies on)."""
+    data = buffer(seed=2)
+    model = fresh_model("tdmpc2:ci")
+    trainer = Trainer(model, config(tmp_path, log_interval=2))
+    trainer.train(data, num_steps=3)
+    expected = host_tree(trainer._train_state)
+    snapshot = trainer.checkpoint_snapshot()
+    trainer.train(data, num_steps=6)  # donates the snapshotted buffers three times
+    assert not all(np.array_equal(a, b) for a, b in zip(expected, host_tree(trainer._train_state), strict=True))
+    path = tmp_path / "snap.pt"
+    trainer.save_checkpoint(str(path), snapshot=snapshot)
+    assert read_checkpoint_metadata(path)["global_step"] == 3
+
+    loader = Trainer(fresh_model("tdmpc2:ci"), config(tmp_path / "loader"))
+    loader.load_checkpoint(str(path))
+    got = host_tree(loader._train_state)
+    assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax's aborted async reads
 def test_load_errors_name_the_path_and_problem(tmp_path):
     model = fresh_model("tdmpc2:ci")
