@@ -420,9 +420,8 @@ class CheckpointCallback(Callback):
     the wall-clock time, measured from the trainer's last write: early in training the loss improves at
     almost every check, and writing each improvement would slow training down. An improvement that comes
     sooner is copied (on the device, without waiting for it; replacing an older pending copy) and written as
-    soon as the limit allows,
-    and at the latest when training ends, so ``checkpoint_best.pt`` always ends up holding the best state
-    seen. Trainers without ``checkpoint_snapshot()`` get every best written immediately.
+    soon as the limit allows, and at the latest when training ends, so ``checkpoint_best.pt`` always ends up
+    holding the best state seen. Trainers without ``checkpoint_snapshot()`` get every best written immediately.
 
     Raises:
         ValueError: ``save_interval <= 0`` or ``max_checkpoints <= 0``.

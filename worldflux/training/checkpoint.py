@@ -375,7 +375,11 @@ class CheckpointWriter:
         """
         paths, leaves, _ = flatten_tree(tree)
         on_device = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
-        copies = dict(zip(on_device, _copy_arrays([leaves[i] for i in on_device]), strict=True))
+        try:
+            copied = _copy_arrays([leaves[i] for i in on_device])
+        except ValueError:  # leaves on several devices cannot share one jitted call: copy them one by one
+            copied = [jnp.array(leaves[i], copy=True) for i in on_device]
+        copies = dict(zip(on_device, copied, strict=True))
         arrays = {
             _leaf_name(i): copies[i] if i in copies else np.array(leaf, copy=True) for i, leaf in enumerate(leaves)
         }
