@@ -93,6 +93,28 @@ def test_a_snapshot_keeps_the_state_of_its_moment_while_training_goes_on(tmp_pat
     assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
 
 
+def test_snapshots_of_arrays_on_several_devices(tmp_path):
+    """Leaves on different devices cannot share the snapshot's one jitted copy; they are copied one by one."""
+    script = textwrap.dedent(
+        f"""
+        import jax, jax.numpy as jnp, numpy as np
+        from worldflux.training.checkpoint import CheckpointWriter, restore_checkpoint
+        first, second = jax.devices()[:2]
+        tree = {{"a": jax.device_put(jnp.arange(4.0), first), "b": jax.device_put(jnp.arange(3), second),
+                 "host": np.ones(2, np.float32)}}
+        CheckpointWriter().save({str(tmp_path / "multi.pt")!r}, tree, {{}}, wait=True)
+        restored, _ = restore_checkpoint({str(tmp_path / "multi.pt")!r}, tree)
+        assert all(np.array_equal(np.asarray(restored[k]), np.asarray(tree[k])) for k in tree)
+        print("SNAPSHOT_OK")
+        """
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SNAPSHOT_OK" in result.stdout
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax's aborted async reads
 def test_load_errors_name_the_path_and_problem(tmp_path):
     model = fresh_model("tdmpc2:ci")
