@@ -133,9 +133,8 @@ def observe(
     `apply(params, method, *args)` runs an `RSSM` method; `params` is the RSSM's parameter subtree.
     Only what depends on the previous sample stays inside the loop: the action part of the GRU input
     projection, the observation part of the posterior net's first layer and the prior logits are computed
-    for all steps at once, as large matmuls. The GRU's
-    recurrent weight gradients are likewise formed after the loop (see `_filter`), instead of being
-    accumulated step by step into a weight-sized buffer.
+    for all steps at once, as large matmuls. The GRU's recurrent weight gradients are likewise formed after
+    the loop (see `_filter`), instead of being accumulated step by step into a weight-sized buffer.
     """
     stoch_size = start["stoch"].shape[-2] * start["stoch"].shape[-1]
     w_action = params["gru"]["weight_ih"][:, stoch_size:]  # [3H, A]

@@ -426,7 +426,7 @@ class WorldModel(ABC):
         return self.train(False)
 
     def named_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """``(name, tensor)`` for every parameter leaf: read-only torch views of the JAX arrays (DLPack, no
+        """``(name, tensor)`` for every parameter leaf: read-only torch views of the JAX arrays (no
         copy), named by their JAX path (e.g. ``rssm.prior_net.0.kernel``) in JAX layout. For inspection and
         counting; use ``state_dict()`` for the reference names and layouts. The views keep the buffers alive."""
         for path, leaf in jax.tree_util.tree_flatten_with_path(self.params)[0]:

@@ -120,7 +120,7 @@ class DeferredLossOutput(LossOutput):
     """A ``LossOutput`` whose fields are produced on first access, all three at once.
 
     ``WorldModel.loss`` returns one so that the call returns as soon as the computation is dispatched.
-    Handing a result to torch (DLPack on CPU) and reading float metrics both wait for the computation;
+    Handing a result to torch (a view of its buffer) and reading float metrics both wait for the computation;
     doing that eagerly would serialise a caller's next dispatch (a rollout, the next batch) behind the
     loss. Reading ``loss``, ``components`` or ``metrics`` gives exactly what a ``LossOutput`` holds, and
     pickling or copying yields a plain ``LossOutput``.
