@@ -7,11 +7,16 @@ the same way, in two patterns:
 
 * ``overlap``: the loss value is read after the rollout call (facade: ``out.loss.item()`` after ``rollout``;
   raw: ``block_until_ready`` of both at the end), so the rollout is dispatched while the loss computes. The
-  facade's ``loss`` returns a deferred ``LossOutput`` for exactly this.
+  facade's ``loss`` and ``rollout`` return deferred outputs (``DeferredLossOutput``, ``DeferredTrajectory``)
+  for exactly this; the facade reads the loss and the rewards' sum, which converts those two fields only.
 * ``serial``: the loss value is read before the rollout is called, on both sides.
+* ``states``: ``serial``, and the facade also reads the last imagined state's tensor, which builds the
+  trajectory's 16 per-step ``State`` objects (against the raw core's ``serial`` step, which returns stacked
+  arrays).
 
 Compile time is excluded (warm-up calls first); reported times are medians over ``--repeats`` steps, facade and
-raw core timed alternately; the overhead is the median of the per-repeat facade / raw ratios.
+raw core timed alternately (in reverse order every other repeat); the overhead is the median of the per-repeat
+facade / raw ratios.
 
     python -m benchmarks.facade_overhead            # dreamerv3:size12m (vector (39,), image (3,64,64)), tdmpc2:5m
     python -m benchmarks.facade_overhead --quick    # the same cases on the ci presets (smoke test)
@@ -42,16 +47,18 @@ HORIZON = 15
 
 def _paired_seconds(fns: list[Callable[[], Any]], repeats: int, warmup: int = 2) -> list[list[float]]:
     """Seconds per call of each of `fns` in each repeat. The calls of one repeat run back to back, so that
-    drift in the machine's speed (other processes, clocks) affects all of them alike."""
+    drift in the machine's speed (other processes, clocks) affects all of them alike; odd repeats run them in
+    reverse order, so that no function always runs right after the same other one."""
     for _ in range(warmup):
         for fn in fns:
             fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, acc in zip(fns, times, strict=True):
+    order = list(range(len(fns)))
+    for repeat in range(repeats):
+        for i in order if repeat % 2 == 0 else order[::-1]:
             start = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - start)
+            fns[i]()
+            times[i].append(time.perf_counter() - start)
     return times
 
 
@@ -93,7 +100,7 @@ def _raw_step(
 
 def run_case(model_id: str, obs_shape: tuple[int, ...], seq_len: int, repeats: int) -> dict[str, float]:
     """Median ms per step of the facade and of the raw core for one model, and the overhead in %, for each
-    pattern (keys ``{overlap,serial}_{facade_ms,raw_ms,overhead_pct}``)."""
+    pattern (keys ``{overlap,serial,states}_{facade_ms,raw_ms,overhead_pct}``)."""
     model = create_world_model(model_id, obs_shape=obs_shape, action_dim=ACTION_DIM)
     gen = np.random.default_rng(0)
     obs = gen.standard_normal((BATCH, seq_len, *obs_shape)).astype(np.float32)
@@ -120,6 +127,12 @@ def run_case(model_id: str, obs_shape: tuple[int, ...], seq_len: int, repeats: i
         loss = model.loss(t_batch).loss.item()
         return loss, float(model.rollout(t_state, t_plan).rewards.sum())
 
+    def facade_states() -> Any:
+        loss = model.loss(t_batch).loss.item()
+        trajectory = model.rollout(t_state, t_plan)
+        last = trajectory.states[-1]
+        return loss, float(trajectory.rewards.sum()), float(next(iter(last.tensors.values())).sum())
+
     required = model.io_contract().required_state_keys
     j_state = {k: jnp.asarray(t_state.tensors[k].numpy()) for k in required}
     j_batch = {
@@ -130,9 +143,10 @@ def run_case(model_id: str, obs_shape: tuple[int, ...], seq_len: int, repeats: i
     }
     raw_overlap, raw_serial = (_raw_step(model, j_batch, j_state, jnp.asarray(plan), s) for s in (False, True))
 
-    times = _paired_seconds([facade_overlap, raw_overlap, facade_serial, raw_serial], repeats)
+    times = _paired_seconds([facade_overlap, raw_overlap, facade_serial, raw_serial, facade_states], repeats)
     row = {}
-    for name, facade_s, raw_s in (("overlap", *times[:2]), ("serial", *times[2:])):
+    pairs = (("overlap", times[0], times[1]), ("serial", times[2], times[3]), ("states", times[4], times[3]))
+    for name, facade_s, raw_s in pairs:
         # The median of the per-repeat ratios: a slow spell of the machine scales both calls of a repeat, so
         # it cancels in their ratio but not in a ratio of separate medians.
         ratio = statistics.median(f / r for f, r in zip(facade_s, raw_s, strict=True))
@@ -150,15 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats",
         type=int,
         default=None,
-        help="timed steps per case (default 20 for DreamerV3, 100 for the 25 ms TD-MPC2 step; quick 5)",
+        help="timed steps per case (default 20 for DreamerV3, 300 for the 25 ms TD-MPC2 step; quick 5)",
     )
     parser.add_argument("--seq-len", type=int, default=None, help="batch sequence length (default 16, quick 4)")
     args = parser.parse_args(argv)
     seq_len = args.seq_len or (4 if args.quick else 16)
     dreamer, tdmpc2 = ("dreamerv3:ci", "tdmpc2:ci") if args.quick else ("dreamerv3:size12m", "tdmpc2:5m")
-    # TD-MPC2's step is 50x shorter than DreamerV3's, and its overhead (about 1 ms) needs more samples to
-    # resolve against the machine's noise.
-    cases = [(dreamer, (39,), 20), (dreamer, (3, 64, 64), 20), (tdmpc2, (39,), 100)]
+    # TD-MPC2's step is 50x shorter than DreamerV3's, and its overhead (about 0.5 ms) needs more samples to
+    # resolve against the machine's noise (single steps vary by 10%).
+    cases = [(dreamer, (39,), 20), (dreamer, (3, 64, 64), 20), (tdmpc2, (39,), 300)]
     print(
         f"device={jax.default_backend()} batch={BATCH} seq_len={seq_len} horizon={HORIZON} A={ACTION_DIM} "
         "(median ms per loss+rollout step)"
@@ -167,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     for model_id, obs_shape, default_repeats in cases:
         repeats = args.repeats or (5 if args.quick else default_repeats)
         row = run_case(model_id, obs_shape, seq_len, repeats)
-        for pattern in ("overlap", "serial"):
+        for pattern in ("overlap", "serial", "states"):
             print(
                 f"{model_id:<20} {str(obs_shape):<12} {pattern:<8} {repeats:>7} "
                 f"{row[f'{pattern}_facade_ms']:10.2f} {row[f'{pattern}_raw_ms']:10.2f} "

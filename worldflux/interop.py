@@ -19,7 +19,9 @@ and answer in the *array kind* they were given (``"torch"`` by default):
 * :func:`to_numpy` — JAX -> ``np.asarray`` (a read-only view on CPU); torch -> ``tensor.numpy()``.
 
 A tensor produced by :func:`to_torch` remembers the JAX array it views, so feeding it back into a model
-(for example a ``State`` returned by ``encode`` passed to ``transition``) skips the DLPack import.
+(for example a ``State`` returned by ``encode`` passed to ``transition``) skips any conversion, as long as the
+tensor still has the buffer, shape, strides and dtype it was made with (an in-place ``t_()`` or ``resize_()``
+makes it an ordinary tensor again).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "ARRAY_KINDS",
     "ArrayKind",
     "array_kind",
+    "cpu_to_torch",
     "infer_kind",
     "is_array",
     "jax_origin",
@@ -55,9 +58,31 @@ __all__ = [
 ArrayKind = Literal["torch", "numpy", "jax"]
 ARRAY_KINDS: tuple[str, ...] = ("torch", "numpy", "jax")
 
-# Tensors made by `to_torch` -> the JAX array whose buffer they view: id(tensor) -> (weak ref, array). Kept
-# outside the tensor (an attribute would be pickled by `torch.save`); entries leave with their tensor.
-_ORIGINS: dict[int, tuple[weakref.ref[torch.Tensor], jax.Array]] = {}
+
+class _Origin:
+    """A tensor made by `to_torch` and the JAX array whose buffer it views, with the tensor's layout at that
+    moment (a tensor whose layout has changed in place no longer views the whole array as made)."""
+
+    __slots__ = ("array", "data_ptr", "device", "dtype", "ref", "shape", "stride")
+
+    def __init__(self, ref: weakref.ref[torch.Tensor], tensor: torch.Tensor, array: jax.Array) -> None:
+        self.ref = ref
+        self.array = array
+        self.data_ptr = tensor.data_ptr()
+        self.shape = tensor.shape
+        self.stride = tensor.stride()
+        self.dtype = tensor.dtype
+        self.device: jax.Device | None = None  # the array's device, looked up on first use
+
+    def placement(self) -> jax.Device | None:
+        if self.device is None:
+            self.device = _device_of(self.array)
+        return self.device
+
+
+# Tensors made by `to_torch` -> their `_Origin`: id(tensor) -> entry. Kept outside the tensor (an attribute
+# would be pickled by `torch.save`); entries leave with their tensor.
+_ORIGINS: dict[int, _Origin] = {}
 
 
 def _remember_origin(tensor: torch.Tensor, array: jax.Array) -> None:
@@ -65,20 +90,26 @@ def _remember_origin(tensor: torch.Tensor, array: jax.Array) -> None:
 
     def forget(ref: weakref.ref[torch.Tensor], key: int = key) -> None:
         entry = _ORIGINS.get(key)
-        if entry is not None and entry[0] is ref:
+        if entry is not None and entry.ref is ref:
             del _ORIGINS[key]
 
-    _ORIGINS[key] = (weakref.ref(tensor, forget), array)
+    _ORIGINS[key] = _Origin(weakref.ref(tensor, forget), tensor, array)
+
+
+def _origin_entry(tensor: torch.Tensor) -> _Origin | None:
+    entry = _ORIGINS.get(id(tensor))
+    if entry is None or entry.ref() is not tensor:
+        return None
+    return entry
 
 
 def jax_origin(tensor: torch.Tensor) -> jax.Array | None:
     """The JAX array a tensor made by :func:`to_torch` views (None for any other tensor)."""
-    entry = _ORIGINS.get(id(tensor))
-    if entry is None or entry[0]() is not tensor:
-        return None
-    return entry[1]
+    entry = _origin_entry(tensor)
+    return None if entry is None else entry.array
 
 
+_BFLOAT16 = np.dtype(jnp.bfloat16)
 _TORCH_DTYPES: dict[Any, torch.dtype] = {
     np.dtype(np.float32): torch.float32,
     np.dtype(np.float64): torch.float64,
@@ -89,7 +120,7 @@ _TORCH_DTYPES: dict[Any, torch.dtype] = {
     np.dtype(np.int8): torch.int8,
     np.dtype(np.uint8): torch.uint8,
     np.dtype(np.bool_): torch.bool,
-    np.dtype(jnp.bfloat16): torch.bfloat16,
+    _BFLOAT16: torch.bfloat16,
 }
 
 
@@ -154,12 +185,24 @@ def _jax_platforms() -> frozenset[str]:
     return frozenset(names)
 
 
+_JAX_DTYPES: dict[Any, np.dtype] = {}
+
+
 def _jax_dtype(dtype: Any) -> Any:
     if dtype is None:
         return None
-    if isinstance(dtype, torch.dtype):
-        dtype = str(dtype).removeprefix("torch.")
-    return jnp.dtype(dtype)
+    try:
+        return _JAX_DTYPES[dtype]  # the models pass the same few dtypes on every call
+    except (KeyError, TypeError):  # TypeError: an unhashable dtype-like
+        pass
+    name = str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else dtype
+    resolved = jnp.dtype(name)
+    if len(_JAX_DTYPES) < 64:
+        try:
+            _JAX_DTYPES[dtype] = resolved
+        except TypeError:
+            pass
+    return resolved
 
 
 def to_jax(x: Any, dtype: Any = None, device: jax.Device | None = None) -> jax.Array:
@@ -199,17 +242,24 @@ def to_jit_input(x: Any, dtype: Any = None, device: jax.Device | None = None) ->
     """
     target = _jax_dtype(dtype)
     on_cpu = device is None or device.platform == "cpu"
-    if isinstance(x, torch.Tensor) and (origin := _matching_origin(x)) is not None:
-        if (target is None or origin.dtype == target) and (device is None or _device_of(origin) == device):
-            return origin  # a model's own output handed back (a State from encode, say): no conversion
-    if on_cpu and isinstance(x, torch.Tensor) and x.device.type == "cpu" and jax_origin(x) is None:
-        t = x.detach()
-        torch_target = None if target is None else _TORCH_DTYPES.get(np.dtype(target))
-        if torch_target is not None and t.dtype != torch_target:
-            t = t.to(torch_target)
-        if t.dtype not in (torch.bfloat16,) and not t.is_conj() and not t.is_neg():
-            return t.contiguous().numpy()
-    if on_cpu and isinstance(x, np.ndarray) and x.dtype != np.dtype(jnp.bfloat16):
+    if isinstance(x, torch.Tensor):
+        entry = _origin_entry(x)
+        if entry is not None:
+            matching = _matching_origin(x, entry)
+            if (
+                matching is not None
+                and (target is None or matching.dtype == target)
+                and (device is None or entry.placement() == device)
+            ):
+                return matching  # a model's own output handed back (a State from encode, say): no conversion
+        elif on_cpu and x.is_cpu:
+            t = x.detach() if x.requires_grad else x
+            torch_target = None if target is None else _TORCH_DTYPES.get(target)
+            if torch_target is not None and t.dtype != torch_target:
+                t = t.to(torch_target)
+            if t.dtype is not torch.bfloat16 and not t.is_conj() and not t.is_neg():
+                return t.contiguous().numpy()
+    elif on_cpu and isinstance(x, np.ndarray) and x.dtype != _BFLOAT16:
         return x if target is None or x.dtype == target else x.astype(target)
     return to_jax(x, dtype=dtype, device=device)
 
@@ -219,17 +269,21 @@ def _device_of(x: jax.Array) -> jax.Device | None:
     return next(iter(devices)) if len(devices) == 1 else None
 
 
-def _matching_origin(tensor: torch.Tensor) -> jax.Array | None:
-    """The JAX array `tensor` was made from, while the tensor still views all of it (None otherwise)."""
-    origin = jax_origin(tensor)
+def _matching_origin(tensor: torch.Tensor, entry: _Origin | None = None) -> jax.Array | None:
+    """The JAX array `tensor` was made from (`entry`: its origin record, if already looked up), while the
+    tensor still views all of it as made: same buffer, shape, strides and dtype, and the array not deleted
+    (None otherwise)."""
+    if entry is None:
+        entry = _origin_entry(tensor)
     if (
-        origin is not None
-        and not origin.is_deleted()
-        and tuple(tensor.shape) == origin.shape
-        and _TORCH_DTYPES.get(np.dtype(origin.dtype)) == tensor.dtype
-        and tensor.data_ptr() == _buffer_pointer(origin)
+        entry is not None
+        and tensor.data_ptr() == entry.data_ptr
+        and tensor.shape == entry.shape
+        and tensor.stride() == entry.stride
+        and tensor.dtype == entry.dtype
+        and not entry.array.is_deleted()
     ):
-        return origin
+        return entry.array
     return None
 
 
@@ -254,13 +308,6 @@ def _torch_to_jax(tensor: torch.Tensor, target: Any) -> jax.Array:
     return jax.dlpack.from_dlpack(t)
 
 
-def _buffer_pointer(x: jax.Array) -> int | None:
-    try:
-        return x.unsafe_buffer_pointer()
-    except Exception:  # noqa: BLE001 - sharded or deleted arrays have no single buffer
-        return None
-
-
 def to_torch(x: Any, *, track_origin: bool = True) -> torch.Tensor:
     """Convert `x` to a torch tensor. JAX arrays become zero-copy views (read-only by contract): CPU arrays
     through their numpy host view, others through DLPack;
@@ -275,21 +322,32 @@ def to_torch(x: Any, *, track_origin: bool = True) -> torch.Tensor:
     if isinstance(x, jax.Array):
         device = _device_of(x)
         if device is not None and device.platform == "cpu" and x.dtype in _FROM_NUMPY_DTYPES:
-            # The host view of a CPU buffer shares its memory, as DLPack does, at about half the cost of a
-            # DLPack import (0.1 against 0.2 ms per array when the step's XLA code has just run).
-            out = _from_readonly_numpy(np.asarray(x))
-        else:
-            try:
-                out = torch.from_dlpack(x)
-            except Exception:  # noqa: BLE001 - e.g. CPU-only torch and a GPU array: copy through the host
-                return torch.from_numpy(np.array(jax.device_get(x)))
+            return cpu_to_torch(x, track_origin=track_origin)
+        try:
+            out = torch.from_dlpack(x)
+        except Exception:  # noqa: BLE001 - e.g. CPU-only torch and a GPU array: copy through the host
+            return torch.from_numpy(np.array(jax.device_get(x)))
         if track_origin:
             _remember_origin(out, x)
         return out
     arr = np.asarray(x)
-    if arr.dtype == np.dtype(jnp.bfloat16):
+    if arr.dtype == _BFLOAT16:
         return torch.from_dlpack(jnp.asarray(arr))
     return _from_readonly_numpy(np.ascontiguousarray(arr))  # read-only views: shared, documented read-only
+
+
+def cpu_to_torch(x: jax.Array, *, track_origin: bool = True) -> torch.Tensor:
+    """:func:`to_torch` of an array the caller knows lives on one CPU device (a model's output on its CPU
+    device), without looking its placement up: the tensor views the array's host buffer. The host view shares
+    its memory, as DLPack does, at about half the cost of a DLPack import (0.1 against 0.2 ms per array when
+    the step's XLA code has just run). bfloat16 (which numpy lacks) and anything that is not a JAX array go
+    through :func:`to_torch`."""
+    if not isinstance(x, jax.Array) or x.dtype not in _FROM_NUMPY_DTYPES:
+        return to_torch(x, track_origin=track_origin)
+    out = _from_readonly_numpy(np.asarray(x))
+    if track_origin:
+        _remember_origin(out, x)
+    return out
 
 
 # dtypes that `torch.from_numpy` takes (bfloat16 goes through DLPack).

@@ -11,6 +11,7 @@ import torch
 from worldflux.core import ActionPayload, State, WorldModelInput
 from worldflux.interop import (
     array_kind,
+    cpu_to_torch,
     infer_kind,
     is_array,
     jax_origin,
@@ -158,6 +159,36 @@ def test_to_jit_input_hands_cpu_tensors_over_as_numpy_views() -> None:
     array = jnp.ones(2)
     assert to_jit_input(to_torch(array)) is array
     assert to_jit_input(torch.arange(3), dtype=np.float32).dtype == np.float32
+
+
+def test_to_jit_input_views_grad_tensors_and_copies_negated_views() -> None:
+    leaf = torch.randn(4, 3, requires_grad=True)
+    arg = to_jit_input(leaf)
+    assert isinstance(arg, np.ndarray) and arg.ctypes.data == leaf.data_ptr()
+    negated = torch.randn(4, 3)._neg_view()  # a lazily negated view: numpy cannot view it
+    np.testing.assert_array_equal(np.asarray(to_jit_input(negated)), -negated._neg_view().numpy())
+    sliced = to_torch(jnp.arange(6.0))[2:]  # a view of a model output, not the output itself
+    np.testing.assert_array_equal(np.asarray(to_jit_input(sliced)), [2.0, 3.0, 4.0, 5.0])
+
+
+def test_a_tensor_reshaped_in_place_no_longer_stands_for_its_origin() -> None:
+    array = jnp.arange(9.0).reshape(3, 3)
+    tensor = to_torch(array)
+    assert to_jit_input(tensor) is array
+    tensor.t_()  # same buffer, shape and dtype; transposed strides
+    np.testing.assert_array_equal(np.asarray(to_jit_input(tensor)), np.arange(9.0).reshape(3, 3).T)
+    np.testing.assert_array_equal(np.asarray(to_jax(tensor)), np.arange(9.0).reshape(3, 3).T)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.int32, jnp.bfloat16])
+def test_cpu_to_torch_shares_memory_and_remembers_its_origin(dtype: jnp.dtype) -> None:
+    array = jnp.arange(6, dtype=dtype).reshape(2, 3)
+    tensor = cpu_to_torch(array)
+    assert tensor.shape == (2, 3) and tensor.data_ptr() == array.unsafe_buffer_pointer()
+    assert jax_origin(tensor) is array and to_jit_input(tensor) is array
+    untracked = cpu_to_torch(array, track_origin=False)
+    assert jax_origin(untracked) is None and untracked.data_ptr() == array.unsafe_buffer_pointer()
+    np.testing.assert_array_equal(untracked.float().numpy(), np.arange(6.0).reshape(2, 3))
 
 
 def test_array_kinds_and_inference() -> None:

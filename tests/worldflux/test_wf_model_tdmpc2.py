@@ -127,6 +127,19 @@ def test_rollout_matches_transition_then_decode(model: TDMPC2WorldModel) -> None
         assert torch.allclose(traj.rewards[t], model.decode(step).predictions["reward"][:, 0], atol=1e-5)
 
 
+def test_rollout_builds_only_the_fields_that_are_read(model: TDMPC2WorldModel) -> None:
+    state = model.encode(_obs())
+    actions = torch.rand(3, B, A) * 2 - 1
+    traj = model.rollout(state, actions)
+    assert traj.rewards.shape == (3, B) and "states" not in vars(traj) and "continues" not in vars(traj)
+    eager = model.rollout(state, actions)
+    assert torch.equal(traj.rewards, eager.rewards) and len(eager.states) == 4
+    for ours, theirs in zip(traj.states, eager.states, strict=True):
+        assert torch.equal(ours.tensors["latent"], theirs.tensors["latent"])
+        assert ours.meta == {"latent_type": "simnorm"}
+    assert traj.states[1].meta is not traj.states[2].meta  # each state owns its meta dict
+
+
 def test_loss_components_and_optional_terminations(model: TDMPC2WorldModel) -> None:
     out = model.loss(_batch())
     assert isinstance(out, LossOutput) and list(out.components) == LOSS_KEYS == list(out.metrics)

@@ -48,7 +48,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from worldflux.interop import infer_kind, to_jit_input, to_kind, to_numpy, to_torch, torch_meta_like, tree_to_kind
+from worldflux.interop import (
+    array_kind,
+    cpu_to_torch,
+    infer_kind,
+    to_jit_input,
+    to_kind,
+    to_numpy,
+    to_torch,
+    torch_meta_like,
+    tree_to_kind,
+)
 from worldflux_jax.distributions import SAMPLINGS
 from worldflux_jax.torch_layout import StateDictError
 
@@ -65,7 +75,7 @@ from .payloads import (
 )
 from .spec import Capability, ModelIOContract, contract_fingerprint
 from .state import State
-from .trajectory import Trajectory
+from .trajectory import DeferredTrajectory, Trajectory
 
 __all__ = ["IncompatibleKeys", "ValidationResult", "WorldModel", "load_pretrained_directory", "resolve_jax_device"]
 
@@ -606,19 +616,28 @@ class WorldModel(ABC):
         """
         contract = self.io_contract()
         tensors = getattr(state, "tensors", None)
-        if not isinstance(tensors, Mapping):
+        if type(tensors) is not dict and not isinstance(tensors, Mapping):
             raise ValidationError(f"Expected a State, got {type(state).__name__}")
-        missing = [k for k in contract.required_state_keys if k not in tensors]
-        if missing:
-            raise ValidationError(
-                f"State is missing required state tensors: {missing}. Required: {list(contract.required_state_keys)}"
-            )
-        for name, spec in contract.state_spec.tensors.items():
-            value = tensors.get(name)
-            if value is not None and tuple(value.shape[1:]) != tuple(spec.shape):
+        required = contract.required_state_keys
+        for key in required:
+            if key not in tensors:
+                missing = [k for k in required if k not in tensors]
                 raise ValidationError(
-                    f"State tensor '{name}' has shape {tuple(value.shape)}; expected (B, *{tuple(spec.shape)})"
+                    f"State is missing required state tensors: {missing}. Required: {list(required)}"
                 )
+        for name, shape in self._state_shapes(contract):
+            value = tensors.get(name)
+            if value is not None and value.shape[1:] != shape:
+                raise ValidationError(f"State tensor '{name}' has shape {tuple(value.shape)}; expected (B, *{shape})")
+
+    def _state_shapes(self, contract: ModelIOContract) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """``(name, per-sample shape)`` of every tensor of `contract`'s state spec (computed once per contract)."""
+        cached = self.__dict__.get("_state_shapes_cache")
+        if cached is None or cached[0] is not contract:
+            shapes = tuple((name, tuple(spec.shape)) for name, spec in contract.state_spec.tensors.items())
+            cached = (contract, shapes)
+            self.__dict__["_state_shapes_cache"] = cached
+        return cached[1]
 
     # -- payload helpers ------------------------------------------------------------------------------
     @staticmethod
@@ -739,17 +758,24 @@ class WorldModel(ABC):
         if not isinstance(state, State):
             raise TypeError(f"state must be a State, got {type(state).__name__}")
         self.validate_state_contract(state)
+        tensors = state.tensors
         keys = self.io_contract().required_state_keys
-        arrays = {k: self._jax_in(state.tensors[k], np.float32) for k in keys}
-        return arrays, infer_kind(state)
+        arrays = {k: self._jax_in(tensors[k], np.float32) for k in keys}
+        # The contract check above guarantees a first tensor; its kind is the state's.
+        return arrays, array_kind(next(iter(tensors.values()))) or infer_kind(state)
 
     def _state_out(self, arrays: Mapping[str, Any], kind: str) -> State:
-        return State(tensors=tree_to_kind(self._ordered(arrays, "state"), kind), meta=dict(self._state_meta))
+        return State(tensors=self._kind_out(self._ordered(arrays, "state"), kind), meta=dict(self._state_meta))
+
+    def _kind_out(self, values: dict[str, Any], kind: str) -> dict[str, Any]:
+        """``tree_to_kind`` of a flat dict of this model's jitted outputs."""
+        if kind == "torch" and self._device.platform == "cpu":
+            return {k: cpu_to_torch(v) for k, v in values.items()}
+        return tree_to_kind(values, kind)
 
     def _ordered(self, values: Mapping[str, Any], what: str) -> dict[str, Any]:
         """`values` with keys in the reference's order for `what` (jitted outputs come back sorted)."""
-        ranked = {k: i for i, k in enumerate(self._KEY_ORDER.get(what, ()))}
-        return {k: values[k] for k in sorted(values, key=lambda k: (ranked.get(k, len(ranked)), k))}
+        return {k: values[k] for k in _key_order(self._KEY_ORDER.get(what, ()), tuple(values))}
 
     def _action_in(self, action: Any, state: Mapping[str, Any]) -> jax.Array | np.ndarray | None:
         """The validated action array for a step from `state` (None for no action).
@@ -833,7 +859,7 @@ class WorldModel(ABC):
         """Decode latent state to predictions (``ModelOutput.predictions``, keys per subclass)."""
         self._validate_conditions(conditions)
         arrays, kind = self._state_in(state)
-        predictions = tree_to_kind(self._ordered(self._decode(arrays), "predictions"), kind)
+        predictions = self._kind_out(self._ordered(self._decode(arrays), "predictions"), kind)
         return ModelOutput(predictions=predictions, state=state)
 
     def rollout(
@@ -849,7 +875,9 @@ class WorldModel(ABC):
         `action_sequence` may be a tensor ``[T, B, A]``, an ``ActionSequence``, a planner ``ActionPayload``
         (normalized with ``normalize_planned_action``) or None (T = 0). Returns a ``Trajectory`` with T + 1
         states (``initial_state`` first), the actions as given (``[T, B, 0]`` zeros for payload lists/None),
-        rewards and continues ``[T, B]`` (None when T = 0).
+        rewards and continues ``[T, B]`` (None when T = 0). The call returns once the rollout is dispatched:
+        the trajectory is a ``DeferredTrajectory``, whose states, rewards and continues are converted when
+        first read, so fields never read cost nothing.
 
         Raises:
             ValueError: ``mode != "autoregressive"`` under api_version "v3" (a ``DeprecationWarning`` under v0.2).
@@ -864,18 +892,33 @@ class WorldModel(ABC):
         actions, shown = self._rollout_actions(action_sequence, batch)
         if actions is None or actions.shape[0] == 0:
             empty = shown if shown is not None else to_kind(np.zeros((0, batch, 0), np.float32), kind)
-            return _trajectory([initial_state], empty, None, None)
+            return DeferredTrajectory.deferred(
+                actions=empty, states=lambda: [initial_state], rewards=_none, continues=_none
+            )
         stacked, rewards, continues = self._rollout(arrays, actions, deterministic)
-        # Only per-step views of the stacked arrays are handed out, so their origin is not tracked.
         steps = int(actions.shape[0])
-        names = list(self._ordered(stacked, "state"))
-        per_step = zip(*(_unstack(to_kind(stacked[k], kind, track_origin=False)) for k in names), strict=True)
-        states = [initial_state] + [
-            State(tensors=dict(zip(names, views, strict=True)), meta=dict(self._state_meta)) for views in per_step
-        ]
         if shown is None:
             shown = to_kind(np.zeros((steps, batch, 0), np.float32), kind)
-        return _trajectory(states, shown, to_kind(rewards, kind), to_kind(continues, kind))
+        # Only views of the outputs are handed out (per-step states), or arrays that are never handed back
+        # whole, so their origin is not tracked.
+        if kind == "torch" and self._device.platform == "cpu":
+            out = functools.partial(cpu_to_torch, track_origin=False)
+        else:
+            out = functools.partial(to_kind, kind=kind, track_origin=False)
+        order = self._KEY_ORDER.get("state", ())
+        meta = self._state_meta
+
+        def states() -> list[State]:
+            names = _key_order(order, tuple(stacked))
+            per_step = zip(*(_unstack(out(stacked[k])) for k in names), strict=True)
+            return [initial_state] + [
+                State(tensors=dict(zip(names, views, strict=True)), meta=dict(meta)) for views in per_step
+            ]
+
+        # Returned at dispatch; each field is converted when first read (see DeferredTrajectory).
+        return DeferredTrajectory.deferred(
+            actions=shown, states=states, rewards=lambda: out(rewards), continues=lambda: out(continues)
+        )
 
     def _rollout_actions(self, action_sequence: Any, batch: int) -> tuple[jax.Array | None, Any]:
         """``(actions [T, B, A] as JAX, what Trajectory.actions shows)`` for any accepted action input."""
@@ -938,28 +981,43 @@ class WorldModel(ABC):
             kind: the array kind of the returned ``loss`` and ``components``.
         """
         components = self._ordered(components, "loss")
+        names = sorted(components)
+        if kind == "torch" and self._device.platform == "cpu":
+            # The host vector as one tensor: the loss and each term are views of it, instead of a conversion
+            # per scalar.
+            vector = functools.cache(lambda: cpu_to_torch(scalars, track_origin=False))
 
-        on_cpu = self._device.platform == "cpu"
+            def loss() -> Any:
+                return vector()[0]
 
-        def produce() -> tuple[Any, dict[str, Any], dict[str, float]]:
+            def terms() -> dict[str, Any]:
+                by_name = dict(zip(names, vector().unbind(0)[1:], strict=True))
+                return {k: by_name[k] for k in components}
+
+            host = vector
+        else:
             # A CPU array reads as a host view; jax.device_get's tree handling costs 5x more per call.
-            host = np.asarray(scalars) if on_cpu else np.asarray(jax.device_get(scalars))
-            names = sorted(components)
-            values = dict(zip(names, host[1:].tolist(), strict=True))
-            metrics = {k: values[k] for k in components}
-            if kind == "torch" and on_cpu:
-                # The same host vector as one tensor, viewed per term, instead of a conversion per scalar.
-                total_view, *term_views = to_torch(host).unbind(0)
-                by_name = dict(zip(names, term_views, strict=True))
-                return total_view, {k: by_name[k] for k in components}, metrics
-            return to_kind(total, kind), tree_to_kind(components, kind), metrics
+            on_cpu = self._device.platform == "cpu"
 
-        return DeferredLossOutput(produce)
+            def loss() -> Any:
+                return to_kind(total, kind)
+
+            def terms() -> dict[str, Any]:
+                return tree_to_kind(components, kind)
+
+            def host() -> Any:
+                return np.asarray(scalars) if on_cpu else np.asarray(jax.device_get(scalars))
+
+        def metrics() -> dict[str, float]:
+            values = dict(zip(names, host()[1:].tolist(), strict=True))
+            return {k: values[k] for k in components}
+
+        return DeferredLossOutput(loss, terms, metrics)
 
     def _batch_in(self, batch: Batch | Mapping[str, Any], required: tuple[str, ...]) -> tuple[dict[str, Any], str]:
         """The legacy fields of `batch` (a ``Batch`` or dict) named in `required` (plus terminations when
         present), with dict observations reduced to their "obs" entry."""
-        if isinstance(batch, Mapping):
+        if not isinstance(batch, Batch) and isinstance(batch, Mapping):
             batch = Batch(**batch)
         if not isinstance(batch, Batch):
             raise TypeError(f"batch must be a Batch or a dict, got {type(batch).__name__}")
@@ -995,7 +1053,7 @@ class WorldModel(ABC):
                 "batch.actions must have shape (B, T, A)", expected=(b, t), got=tuple(actions.shape)
             )
         self._validate_action_tensor(actions)
-        kind = infer_kind(obs)
+        kind = array_kind(obs) or "torch"
         return {k: None if v is None else self._jax_in(v) for k, v in fields.items()}, kind
 
     # -- array-level steps (subclasses) ---------------------------------------------------------------
@@ -1223,24 +1281,15 @@ def loss_scalars(
     return total, components, jnp.stack([jnp.asarray(v, jnp.float32).reshape(()) for v in values])
 
 
-def _trajectory(states: list[State], actions: Any, rewards: Any, continues: Any) -> Trajectory:
-    """A ``Trajectory`` of any array kind. ``Trajectory`` validates with torch methods, so non-torch fields are
-    validated through data-less meta tensors and then stored as given."""
-    parts = [actions, rewards, continues, *(v for s in states for v in s.tensors.values())]
-    if all(p is None or isinstance(p, torch.Tensor) for p in parts):
-        return Trajectory(states=states, actions=actions, rewards=rewards, continues=continues)
+def _none() -> None:
+    return None
 
-    def meta(x: Any) -> Any:
-        return None if x is None else torch_meta_like(x)
 
-    shadow = Trajectory(
-        states=[State(tensors={k: meta(v) for k, v in s.tensors.items()}, meta=s.meta) for s in states],
-        actions=meta(actions),
-        rewards=meta(rewards),
-        continues=meta(continues),
-    )
-    shadow.states, shadow.actions, shadow.rewards, shadow.continues = states, actions, rewards, continues
-    return shadow
+@functools.lru_cache(maxsize=256)
+def _key_order(reference: tuple[str, ...], keys: tuple[str, ...]) -> tuple[str, ...]:
+    """`keys` in the `reference` order, keys it does not name last in sorted order."""
+    ranked = {k: i for i, k in enumerate(reference)}
+    return tuple(sorted(keys, key=lambda k: (ranked.get(k, len(ranked)), k)))
 
 
 def _worldflux_version() -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .deferred import produce_field
 from .exceptions import ShapeMismatchError
 from .spec import PredictionSpec, SequenceLayout
 from .state import State
@@ -113,32 +114,33 @@ class LossOutput:
         return {"loss": self.loss, **self.components}.items()
 
 
-_LOSS_FIELDS = ("loss", "components", "metrics")
-
-
 class DeferredLossOutput(LossOutput):
-    """A ``LossOutput`` whose fields are produced on first access, all three at once.
+    """A ``LossOutput`` whose fields are produced on first access, each by its own function.
 
     ``WorldModel.loss`` returns one so that the call returns as soon as the computation is dispatched.
     Handing a result to torch (a view of its buffer) and reading float metrics both wait for the computation;
     doing that eagerly would serialise a caller's next dispatch (a rollout, the next batch) behind the
-    loss. Reading ``loss``, ``components`` or ``metrics`` gives exactly what a ``LossOutput`` holds, and
-    pickling or copying yields a plain ``LossOutput``.
+    loss. Reading ``loss``, ``components`` or ``metrics`` gives exactly what a ``LossOutput`` holds; a field
+    never read is never built (reading ``loss`` alone skips the per-term views and the float metrics).
+    Pickling or copying yields a plain ``LossOutput``.
 
     Args:
-        produce: returns ``(loss, components, metrics)``; called once, on the first field access.
+        loss: returns the scalar loss; called once, on the first access of ``loss``.
+        components: returns the named terms; called once, on the first access of ``components``.
+        metrics: returns the float metrics; called once, on the first access of ``metrics``.
     """
 
-    def __init__(self, produce: Callable[[], tuple[Tensor, dict[str, Tensor], dict[str, float]]]) -> None:
-        self.__dict__["_produce"] = produce
+    def __init__(
+        self,
+        loss: Callable[[], Tensor],
+        components: Callable[[], dict[str, Tensor]],
+        metrics: Callable[[], dict[str, float]],
+    ) -> None:
+        self.__dict__["_producers"] = {"loss": loss, "components": components, "metrics": metrics}
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for attributes not set yet, i.e. the fields before their first access.
-        produce = self.__dict__.pop("_produce", None)
-        if name not in _LOSS_FIELDS or produce is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        self.loss, self.components, self.metrics = produce()
-        return self.__dict__[name]
+        return produce_field(self, name)
 
     def __reduce__(self) -> tuple[type[LossOutput], tuple[Any, ...]]:
         return LossOutput, (self.loss, self.components, self.metrics)

@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .deferred import produce_field
 from .exceptions import StateError
 from .spec import SequenceLayout, StateSpec
 from .state import State
 
-__all__ = ["Trajectory"]
+__all__ = ["DeferredTrajectory", "Trajectory"]
 
 
 def _leading(tensor: Tensor, name: str) -> int:
@@ -132,3 +133,66 @@ class Trajectory:
     def detach(self) -> Trajectory:
         """Copy with every state and tensor detached from the autograd graph."""
         return self._map(lambda x: x.detach())
+
+
+def _deferred_field(name: str) -> property:
+    """A field of ``DeferredTrajectory``: produced by its producer on first read, then stored."""
+
+    def get(self: DeferredTrajectory) -> Any:
+        return produce_field(self, name)
+
+    def set(self: DeferredTrajectory, value: Any) -> None:
+        self.__dict__[name] = value
+
+    return property(get, set, doc=f"``Trajectory.{name}``, produced on first read.")
+
+
+class DeferredTrajectory(Trajectory):
+    """A ``Trajectory`` whose ``states``, ``rewards`` and ``continues`` are produced on first read.
+
+    ``WorldModel.rollout`` returns one so that the call returns as soon as the rollout is dispatched, and
+    so that fields nobody reads are never built: a planner that reads only ``rewards`` skips the T per-step
+    ``State`` objects. Reading a field waits for the rollout (as reading any JAX result does) and gives
+    exactly what a ``Trajectory`` holds; the invariants hold by construction (every state is the initial one
+    or a step of one stacked ``[T, B, ...]`` output). Pickling or copying yields a plain ``Trajectory``;
+    ``dataclasses.replace`` and ``to``/``detach`` build validated ones.
+
+    Build one with :meth:`deferred`; constructed with ``Trajectory``'s own arguments it behaves as one.
+    """
+
+    states = _deferred_field("states")  # type: ignore[assignment]
+    rewards = _deferred_field("rewards")  # type: ignore[assignment]
+    continues = _deferred_field("continues")  # type: ignore[assignment]
+
+    @classmethod
+    def deferred(
+        cls,
+        *,
+        actions: Any,
+        states: Callable[[], list[State]],
+        rewards: Callable[[], Any],
+        continues: Callable[[], Any],
+    ) -> DeferredTrajectory:
+        """A trajectory with the given `actions` ``[T, B, A]`` whose other fields come from the producers,
+        each called once, on the first read of its field (``values``, ``state_spec`` and ``sequence_layout``
+        are None)."""
+        trajectory = cls.__new__(cls)
+        trajectory.__dict__.update(
+            actions=actions,
+            values=None,
+            state_spec=None,
+            sequence_layout=None,
+            _producers={"states": states, "rewards": rewards, "continues": continues},
+        )
+        return trajectory
+
+    def __reduce__(self) -> tuple[type[Trajectory], tuple[Any, ...]]:
+        return Trajectory, (
+            self.states,
+            self.actions,
+            self.rewards,
+            self.values,
+            self.continues,
+            self.state_spec,
+            self.sequence_layout,
+        )

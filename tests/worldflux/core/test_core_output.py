@@ -81,24 +81,36 @@ def test_loss_output_items_yield_total_loss_first_then_components():
     assert bare.components == {} and bare.metrics == {} and list(dict(bare.items())) == ["loss"]
 
 
-def test_deferred_loss_output_produces_its_fields_once_on_first_read():
+def test_deferred_loss_output_produces_each_field_once_on_its_first_read():
     calls = []
     loss, components = torch.tensor(3.0), {"a": torch.tensor(1.0), "b": torch.tensor(2.0)}
 
-    def produce():
-        calls.append(1)
-        return loss, components, {"a": 1.0, "b": 2.0}
+    def producer(name, value):
+        def produce():
+            calls.append(name)
+            return value
 
-    out = DeferredLossOutput(produce)
+        return produce
+
+    out = DeferredLossOutput(
+        producer("loss", loss), producer("components", components), producer("metrics", {"a": 1.0, "b": 2.0})
+    )
     assert calls == [] and isinstance(out, LossOutput)
-    assert out.metrics == {"a": 1.0, "b": 2.0} and calls == [1]
-    assert out.loss is loss and out.components is components and calls == [1]
-    assert [k for k, _ in out.items()] == ["loss", "a", "b"]
+    assert out.metrics == {"a": 1.0, "b": 2.0} and calls == ["metrics"]
+    assert out.loss is loss and out.loss is loss and calls == ["metrics", "loss"]
+    assert out.components is components and calls == ["metrics", "loss", "components"]
+    assert [k for k, _ in out.items()] == ["loss", "a", "b"] and len(calls) == 3
     with pytest.raises(AttributeError, match="no attribute 'other'"):
         _ = out.other
 
 
+def test_deferred_loss_output_field_set_before_reading_wins():
+    out = DeferredLossOutput(lambda: torch.tensor(1.0), dict, dict)
+    out.loss = torch.tensor(5.0)
+    assert float(out.loss) == 5.0 and out.components == {}
+
+
 def test_deferred_loss_output_pickles_and_copies_as_a_plain_loss_output():
-    out = DeferredLossOutput(lambda: (torch.tensor(3.0), {"a": torch.tensor(3.0)}, {"a": 3.0}))
+    out = DeferredLossOutput(lambda: torch.tensor(3.0), lambda: {"a": torch.tensor(3.0)}, lambda: {"a": 3.0})
     for clone in (pickle.loads(pickle.dumps(out)), copy.copy(out), copy.deepcopy(out)):
         assert type(clone) is LossOutput and float(clone.loss) == 3.0 and clone.metrics == {"a": 3.0}

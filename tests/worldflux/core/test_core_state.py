@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from worldflux.core import ShapeMismatchError, State, StateError, Trajectory
+from worldflux.core.trajectory import DeferredTrajectory
 
 ALL_DTYPES = [
     torch.bool,
@@ -362,6 +363,49 @@ def test_trajectory_exposes_length_horizon_batch_and_stacked_state_tensors():
     assert len(traj.detach().states) == 4 and traj.to("cpu").actions.shape == (3, 2, 5)
     with pytest.raises(KeyError, match="missing"):
         traj.to_tensor("missing")
+
+
+def test_deferred_trajectory_produces_each_field_once_on_its_first_read():
+    calls = []
+    states, rewards = _states(4), torch.zeros(3, 2)
+
+    def producer(name, value):
+        def produce():
+            calls.append(name)
+            return value
+
+        return produce
+
+    traj = DeferredTrajectory.deferred(
+        actions=torch.zeros(3, 2, 5),
+        states=producer("states", states),
+        rewards=producer("rewards", rewards),
+        continues=producer("continues", None),
+    )
+    assert isinstance(traj, Trajectory) and traj.horizon == 3 and calls == []
+    assert traj.rewards is rewards and traj.rewards is rewards and calls == ["rewards"]
+    assert traj.states is states and len(traj) == 4 and traj.batch_size == 2 and calls == ["rewards", "states"]
+    assert traj.continues is None and traj.values is None and len(calls) == 3
+    traj.rewards = torch.ones(3, 2)  # fields stay assignable
+    assert float(traj.rewards.sum()) == 6.0
+
+
+def test_deferred_trajectory_copies_as_a_plain_trajectory_and_replaces_as_a_validated_one():
+    import copy
+    import dataclasses
+    import pickle
+
+    traj = DeferredTrajectory.deferred(
+        actions=torch.zeros(2, 2, 1),
+        states=lambda: _states(3),
+        rewards=lambda: torch.ones(2, 2),
+        continues=lambda: None,
+    )
+    for clone in (pickle.loads(pickle.dumps(traj)), copy.copy(traj), copy.deepcopy(traj), traj.detach()):
+        assert type(clone) is Trajectory and len(clone) == 3 and torch.equal(clone.rewards, torch.ones(2, 2))
+    assert len(dataclasses.replace(traj, rewards=None).states) == 3
+    with pytest.raises(StateError, match="Rewards length"):
+        dataclasses.replace(traj, rewards=torch.ones(5, 2))
 
 
 TRAJECTORY_ERRORS = {
