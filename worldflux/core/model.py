@@ -768,9 +768,12 @@ class WorldModel(ABC):
         return State(tensors=self._kind_out(self._ordered(arrays, "state"), kind), meta=dict(self._state_meta))
 
     def _kind_out(self, values: dict[str, Any], kind: str) -> dict[str, Any]:
-        """``tree_to_kind`` of a flat dict of this model's jitted outputs."""
+        """``tree_to_kind`` of a dict of this model's jitted outputs (JAX arrays on the model's device take the
+        direct CPU path to torch)."""
         if kind == "torch" and self._device.platform == "cpu":
-            return {k: cpu_to_torch(v) for k, v in values.items()}
+            return {
+                k: cpu_to_torch(v) if isinstance(v, jax.Array) else tree_to_kind(v, kind) for k, v in values.items()
+            }
         return tree_to_kind(values, kind)
 
     def _ordered(self, values: Mapping[str, Any], what: str) -> dict[str, Any]:
