@@ -185,24 +185,18 @@ def _jax_platforms() -> frozenset[str]:
     return frozenset(names)
 
 
-_JAX_DTYPES: dict[Any, np.dtype] = {}
-
-
 def _jax_dtype(dtype: Any) -> Any:
     if dtype is None:
         return None
     try:
-        return _JAX_DTYPES[dtype]  # the models pass the same few dtypes on every call
-    except (KeyError, TypeError):  # TypeError: an unhashable dtype-like
-        pass
-    name = str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else dtype
-    resolved = jnp.dtype(name)
-    if len(_JAX_DTYPES) < 64:
-        try:
-            _JAX_DTYPES[dtype] = resolved
-        except TypeError:
-            pass
-    return resolved
+        return _resolved_dtype(dtype)  # the models pass the same few dtypes on every call
+    except TypeError:  # an unhashable dtype-like
+        return _resolved_dtype.__wrapped__(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved_dtype(dtype: Any) -> np.dtype:
+    return jnp.dtype(str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else dtype)
 
 
 def to_jax(x: Any, dtype: Any = None, device: jax.Device | None = None) -> jax.Array:
