@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING, Any
 from worldflux.core.config import (
     CONFIG_REGISTRY,
     FAMILY_ALIASES,
+    MODEL_ALIASES,
     WorldModelConfig,
     did_you_mean,
     get_config_class,
+    register_alias,
+    resolve_alias,
 )
 from worldflux.models import registry
 from worldflux_jax.errors import ConfigurationError
@@ -78,34 +81,6 @@ COMPONENT_SLOTS = (
 # Slot name -> model attribute, where they differ (for models without set_component).
 _SLOT_ATTRIBUTES = {"decoder": "decoder_module"}
 
-MODEL_ALIASES: dict[str, str] = {
-    "dreamer": "dreamerv3:size12m",
-    "dreamer-ci": "dreamer:ci",
-    "dreamerv3": "dreamerv3:size12m",
-    "dreamer-small": "dreamerv3:size12m",
-    "dreamer-medium": "dreamerv3:size50m",
-    "dreamer-large": "dreamerv3:size200m",
-    "dreamerv3:official": "dreamerv3:official_xl",
-    "tdmpc": "tdmpc2:5m",
-    "tdmpc2-ci": "tdmpc2:ci",
-    "tdmpc2": "tdmpc2:5m",
-    "tdmpc-small": "tdmpc2:5m",
-    "tdmpc-proof": "tdmpc2:proof_5m",
-    "tdmpc2:proof": "tdmpc2:proof_5m",
-    "tdmpc-legacy": "tdmpc2:5m_legacy",
-    "tdmpc-medium": "tdmpc2:48m",
-    "tdmpc-large": "tdmpc2:317m",
-    "jepa": "jepa:base",
-    "vjepa2": "vjepa2:base",
-    "v-jepa2": "vjepa2:base",
-    "token": "token:base",
-    "diffusion": "diffusion:base",
-    "dit": "dit:base",
-    "ssm": "ssm:base",
-    "renderer3d": "renderer3d:base",
-    "physics": "physics:base",
-    "gan": "gan:base",
-}
 
 _CONFIG_ONLY = " (configuration only in worldflux-jax)"
 
@@ -234,19 +209,9 @@ _SURFACES: dict[str, frozenset[str] | None] = {
 # ---------------------------------------------------------------------------------------------------
 # Aliases and catalog
 # ---------------------------------------------------------------------------------------------------
-def register_alias(name: str, target: str) -> None:
-    """Make `name` (case-insensitive) an alias of the model id `target`."""
-    MODEL_ALIASES[name.lower()] = target
-
-
 def register_catalog_entry(model_id: str, info: Mapping[str, Any]) -> None:
     """Add or replace the catalog entry of `model_id` (``support_tier`` is derived when missing)."""
     MODEL_CATALOG[model_id] = _normalize_catalog_entry(info)
-
-
-def resolve_alias(name: str) -> str:
-    """The model id an alias stands for (case-insensitive), or `name` itself when it is not an alias."""
-    return MODEL_ALIASES.get(name.lower(), name)
 
 
 def _catalog_key(model_id: str) -> str | None:

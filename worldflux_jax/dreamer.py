@@ -29,6 +29,7 @@ from worldflux_jax.distributions import (
     twohot_expected_value,
 )
 from worldflux_jax.errors import ConfigurationError
+from worldflux_jax.family import float_obs, one_hot_actions
 from worldflux_jax.networks import CNNDecoder, CNNEncoder, Head, MLPDecoder, MLPEncoder
 from worldflux_jax.rssm import RSSM, RSSMState
 from worldflux_jax.torch_layout import params_from_torch, params_to_torch
@@ -343,6 +344,26 @@ class DreamerV3:
         """`make_train_step`'s loss signature: stochastic (Gumbel) latents, no extra state."""
         del extras
         return self.loss(params, batch, key, "sample")
+
+    # -- model-family interface (worldflux_jax.family) ------------------------------------------
+    def init_extras(self, params: Params) -> None:
+        """No state besides the parameters."""
+        del params
+
+    def post_update(self, state: Any) -> Any:
+        """Nothing to do after an update."""
+        return state
+
+    def make_batch(self, obs: Any, actions: Any, rewards: Any, terminations: Any = None) -> Batch:
+        """Raw arrays -> `Batch` (float32 obs, one-hot integer actions, zero terminations when None)."""
+        rewards = jnp.asarray(rewards, jnp.float32)
+        terminations = jnp.zeros_like(rewards) if terminations is None else jnp.asarray(terminations, jnp.float32)
+        return Batch(float_obs(obs), one_hot_actions(actions, self.config.action_dim), rewards, terminations)
+
+    def torch_state_dict(self, params: Params, extras: Any = None) -> dict[str, np.ndarray]:
+        """The reference `state_dict()` (numpy, torch names and layouts)."""
+        del extras
+        return self.to_torch_state_dict(params)
 
     def _head_losses(self, params: Params, features: jax.Array, batch: Batch) -> tuple[jax.Array, jax.Array]:
         """Reward and continue losses over t = 1..T-1 from time-major features `[T, B, F]`."""

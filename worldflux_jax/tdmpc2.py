@@ -21,10 +21,11 @@ import numpy as np
 
 from worldflux_jax import torch_layout as tl
 from worldflux_jax.config import TDMPC2Config
+from worldflux_jax.family import float_obs, one_hot_actions
 from worldflux_jax.nn import ACT_CLAMP, MLP, sanitize
 from worldflux_jax.simnorm import simnorm
+from worldflux_jax.step import TrainState, create_train_state
 from worldflux_jax.torch_layout import StateDictError
-from worldflux_jax.train import TrainState, create_train_state
 
 Params = Any
 State = dict[str, jax.Array]
@@ -291,6 +292,29 @@ class TDMPC2:
             lambda old, new: (1.0 - tau) * old + tau * new, state.extras, state.params["_q_ensemble"]
         )
         return state.replace(extras=target)
+
+    # -- model-family interface (worldflux_jax.family) ------------------------------------------
+    def init_extras(self, params: Params) -> Params:
+        """The target Q ensemble: a copy of the online one."""
+        return self.init_target(params)
+
+    def post_update(self, state: TrainState) -> TrainState:
+        """The target EMA (`target_update`)."""
+        return self.target_update(state)
+
+    def make_batch(self, obs: Any, actions: Any, rewards: Any, terminations: Any = None) -> Batch:
+        """Raw arrays -> `Batch` (float32 obs, one-hot integer actions; terminations may be None)."""
+        terminations = None if terminations is None else jnp.asarray(terminations, jnp.float32)
+        return Batch(
+            float_obs(obs),
+            one_hot_actions(actions, self.config.action_dim),
+            jnp.asarray(rewards, jnp.float32),
+            terminations,
+        )
+
+    def torch_state_dict(self, params: Params, extras: Params | None = None) -> dict[str, np.ndarray]:
+        """The reference `state_dict()` with `extras` as the target ensemble."""
+        return self.to_torch_state_dict(params, extras)
 
     def make_train_state(self, key_or_params: jax.Array | Params, optimizer: Any) -> TrainState:
         """A `TrainState` from a PRNG key (fresh init) or from params; extras = a copy of the online Q."""

@@ -732,6 +732,48 @@ def register_config(model_type: str, config_class: type[WorldModelConfig]) -> No
     CONFIG_REGISTRY[model_type] = config_class
 
 
+# Model-id aliases live with the config registry (the factory and ``WorldModel.from_pretrained`` both resolve
+# them; keeping them here means neither imports the other).
+MODEL_ALIASES: dict[str, str] = {
+    "dreamer": "dreamerv3:size12m",
+    "dreamer-ci": "dreamer:ci",
+    "dreamerv3": "dreamerv3:size12m",
+    "dreamer-small": "dreamerv3:size12m",
+    "dreamer-medium": "dreamerv3:size50m",
+    "dreamer-large": "dreamerv3:size200m",
+    "dreamerv3:official": "dreamerv3:official_xl",
+    "tdmpc": "tdmpc2:5m",
+    "tdmpc2-ci": "tdmpc2:ci",
+    "tdmpc2": "tdmpc2:5m",
+    "tdmpc-small": "tdmpc2:5m",
+    "tdmpc-proof": "tdmpc2:proof_5m",
+    "tdmpc2:proof": "tdmpc2:proof_5m",
+    "tdmpc-legacy": "tdmpc2:5m_legacy",
+    "tdmpc-medium": "tdmpc2:48m",
+    "tdmpc-large": "tdmpc2:317m",
+    "jepa": "jepa:base",
+    "vjepa2": "vjepa2:base",
+    "v-jepa2": "vjepa2:base",
+    "token": "token:base",
+    "diffusion": "diffusion:base",
+    "dit": "dit:base",
+    "ssm": "ssm:base",
+    "renderer3d": "renderer3d:base",
+    "physics": "physics:base",
+    "gan": "gan:base",
+}
+
+
+def register_alias(name: str, target: str) -> None:
+    """Make `name` (case-insensitive) an alias of the model id `target`."""
+    MODEL_ALIASES[name.lower()] = target
+
+
+def resolve_alias(name: str) -> str:
+    """The model id an alias stands for (case-insensitive), or `name` itself when it is not an alias."""
+    return MODEL_ALIASES.get(name.lower(), name)
+
+
 def get_config_class(family: str) -> type[WorldModelConfig]:
     """The config class of a family name (case-insensitive; ``dreamerv3`` -> ``dreamer``, ``tdmpc`` -> ``tdmpc2``).
 

@@ -1418,8 +1418,7 @@ def load_pretrained_directory(
 
 def _from_model_id(name: str, **kwargs: Any) -> WorldModel:
     """A fresh model for a "type:size" id or alias (kwargs override config fields), or a Hub repo id."""
-    from worldflux.core.config import config_from_id
-    from worldflux.factory import resolve_alias
+    from worldflux.core.config import config_from_id, resolve_alias
 
     resolved = resolve_alias(name)
     if ":" in resolved:

@@ -108,6 +108,9 @@ class TrainingConfig:
     seed: int = 42
     mixed_precision: bool = False
     mixed_precision_dtype: str = "float16"
+    # JAX's persistent compilation cache: "auto" (~/.cache/worldflux/jax or $WORLDFLUX_COMPILATION_CACHE), a
+    # directory, or None to disable.
+    compilation_cache_dir: str | None = "auto"
 
     # Execution backend
     backend: str = "native_torch"
@@ -124,6 +127,12 @@ class TrainingConfig:
     rank: int | None = None
     world_size: int | None = None
     local_rank: int | None = None
+    # Multi-process (jax.distributed): all three together, or none (single process / cluster auto-detection
+    # with distributed_mode="ddp" and use_ddp=True; see docs/distributed.md).
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    distributed_timeout_s: int = 300
 
     # Data loading
     num_workers: int = 0
@@ -144,6 +153,8 @@ class TrainingConfig:
     use_gradient_checkpointing: bool = False
     checkpoint_layers: list[str] = field(default_factory=list)
     auto_quality_check: bool = True
+    # Consecutive non-finite steps (skipped inside the step) that raise TrainingError; 1 = the first one.
+    max_nonfinite_steps: int = 1
     compile_model: bool = False
     profile: bool = False
 
@@ -193,6 +204,19 @@ class TrainingConfig:
             if getattr(self, name) is not None:
                 self._check_int(name, minimum=0)
 
+        if self.coordinator_address is not None and not isinstance(self.coordinator_address, str):
+            raise ConfigurationError(
+                f"coordinator_address must be 'host:port' or None, got {self.coordinator_address!r}"
+            )
+        for name in ("num_processes", "process_id"):
+            if getattr(self, name) is not None:
+                self._check_int(name, minimum=1 if name == "num_processes" else 0)
+        self._check_int("distributed_timeout_s", minimum=1)
+        if self.compilation_cache_dir is not None and not isinstance(self.compilation_cache_dir, str):
+            raise ConfigurationError(
+                f"compilation_cache_dir must be 'auto', a directory path or None, got {self.compilation_cache_dir!r}"
+            )
+        self._check_int("max_nonfinite_steps", minimum=1)
         self._check_int("num_workers", minimum=0)
         self._check_int("prefetch_batches", minimum=0)
         self._check_int("num_envs", minimum=1, message="must be >= 1")

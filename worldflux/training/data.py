@@ -30,14 +30,12 @@ Decisions recorded here (see the reference notes, section 6.5 and the divergence
 
 from __future__ import annotations
 
-import inspect
 import json
-import queue
 import threading
 import warnings
 import zipfile
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,8 +44,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from worldflux.core.batch import Batch, BatchRequest
+from worldflux.core.batch import Batch
 from worldflux.core.exceptions import BufferError, ConfigurationError, ShapeMismatchError
+
+from .prefetch import Prefetcher, PrefetchTimeout, sample_call
 
 __all__ = [
     "PrefetchBatchProvider",
@@ -1066,30 +1066,10 @@ class PrefetchBatchProvider:
         self.seq_len = None if seq_len is None else _positive_int(seq_len, "seq_len")
         self.device = device
         self.prefetch = _positive_int(prefetch, "prefetch")
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.prefetch)
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._closed = False
-        self._start_lock = threading.Lock()
-        self._sample_fn = self._make_sample_fn()
-
-    def _make_sample_fn(self) -> Callable[[], Batch]:
-        """A closure over the request (not over ``self``, so an unclosed prefetcher can be garbage-collected)."""
-        sample = self.base_provider.sample
-        batch_size, seq_len, device = self.batch_size, self.seq_len, self.device
-        try:
-            params = [
-                p
-                for p in inspect.signature(sample).parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            ]
-        except (TypeError, ValueError):
-            params = []
-        if len(params) == 1:
-            request = BatchRequest(batch_size=batch_size, seq_len=seq_len, device=device)
-            return lambda: sample(request)
-        return lambda: sample(batch_size=batch_size, seq_len=seq_len, device=device)
+        sample_fn = sample_call(base_provider, self.batch_size, self.seq_len, device)
+        self._prefetcher: Prefetcher[Batch] = Prefetcher(
+            lambda _: sample_fn(), depth=self.prefetch, eager=False, name="worldflux-prefetch"
+        )
 
     # ------------------------------------------------------------------ passthroughs
 
@@ -1104,39 +1084,9 @@ class PrefetchBatchProvider:
         layout = getattr(self.base_provider, "batch_layout", None)
         return dict(layout()) if callable(layout) else {}
 
-    # ------------------------------------------------------------------ worker
-
-    @staticmethod
-    def _worker(sample_fn: Callable[[], Batch], out: queue.Queue[Any], stop_event: threading.Event) -> None:
-        while not stop_event.is_set():
-            try:
-                item: Any = sample_fn()
-            except BaseException as exc:  # handed to the consumer
-                item = _WorkerFailure(exc)
-            while not stop_event.is_set():
-                try:
-                    out.put(item, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item, _WorkerFailure):
-                return
-
-    def _ensure_started(self) -> None:
-        if self._closed:
-            raise BufferError("PrefetchBatchProvider is closed")
-        if self._thread is not None:
-            return
-        with self._start_lock:
-            if self._thread is None:
-                thread = threading.Thread(
-                    target=self._worker,
-                    args=(self._sample_fn, self._queue, self._stop_event),
-                    name="worldflux-prefetch",
-                    daemon=True,
-                )
-                thread.start()
-                self._thread = thread
+    @property
+    def _thread(self) -> threading.Thread | None:
+        return self._prefetcher._thread
 
     def get(self, timeout: float | None = 10.0) -> Batch:
         """The next prefetched batch.
@@ -1146,17 +1096,14 @@ class PrefetchBatchProvider:
                 closed.
             Exception: whatever ``base_provider.sample`` raised in the worker thread.
         """
-        if self._error is not None:
-            raise self._error
-        self._ensure_started()
         try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty as exc:
+            return self._prefetcher.get(timeout=timeout)
+        except PrefetchTimeout as exc:
             raise BufferError(f"PrefetchBatchProvider: no batch within {timeout} seconds") from exc
-        if isinstance(item, _WorkerFailure):
-            self._error = item.error
-            raise item.error
-        return item
+        except RuntimeError as exc:
+            if self._prefetcher.closed:
+                raise BufferError("PrefetchBatchProvider is closed") from exc
+            raise
 
     def sample(
         self,
@@ -1185,16 +1132,7 @@ class PrefetchBatchProvider:
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop the worker thread and join it (idempotent)."""
-        self._closed = True
-        self._stop_event.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
+        self._prefetcher.close(timeout)
 
     def stop(self) -> None:
         """Alias of ``close()`` (reference name)."""
@@ -1207,18 +1145,9 @@ class PrefetchBatchProvider:
         self.close()
 
     def __del__(self) -> None:
-        stop_event = getattr(self, "_stop_event", None)
-        if stop_event is not None:
-            stop_event.set()
-
-
-class _WorkerFailure:
-    """An exception raised by the prefetch worker, carried through the queue."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
+        prefetcher = getattr(self, "_prefetcher", None)
+        if prefetcher is not None:
+            prefetcher.signal_stop()
 
 
 # ---------------------------------------------------------------------------------------------- random data

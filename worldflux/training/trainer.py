@@ -1,58 +1,62 @@
-"""``Trainer``: the documented WorldFlux training loop, driving one jitted, donated JAX train step.
+"""``Trainer``: the documented WorldFlux training loop: the host side of the core's one compiled train step.
 
-Local mode only: the model is a ``worldflux`` world model whose JAX core, parameters and extra state the
-trainer reads from the facade (``model.core``, ``model.params``, ``model.extras``; see ``_ModelAdapter``). Each
-step is ONE compiled call (built from ``worldflux_jax.train.make_train_step``, compiled once per batch shape):
-loss, gradients, clipping, the optax update, gradient accumulation, TD-MPC2's target EMA and the NaN/Inf
-bookkeeping all run inside it, and the training state is donated (updated in place).
+Local mode only: the model is a ``worldflux`` world model whose JAX core (a ``worldflux_jax.family`` model family),
+parameters and extra state the trainer reads from the facade (``model.core``, ``model.params``, ``model.extras``).
+This module holds the host loop, callbacks, checkpoint calls and the run manifest; the rest lives elsewhere:
 
-Throughput: the loop does not wait on the device except where it has to.
+* the step: ``worldflux_jax.step.make_train_step`` (built by ``worldflux.training.program`` from the config):
+  loss, gradients, clipping, the optax update, gradient accumulation, TD-MPC2's target EMA, the precision
+  policy and the non-finite guard are ONE compiled call; the training state is donated (updated in place);
+* the data path: ``worldflux.training.feed`` (sampling, validation, placement) through the package's one
+  prefetcher (``worldflux.training.prefetch``): the next batches are sampled and placed while the current
+  step runs (``TrainingConfig.prefetch_batches`` deep, default 2; 0 samples synchronously);
+* devices and hosts: ``worldflux_jax.parallel``. With more than one device of the resolved platform
+  (``device="auto"``/``"cpu"``/``"cuda"``/``"tpu"``, not an indexed device such as ``"cuda:0"``) or several
+  processes, the step runs data-parallel over a 1-D ``"data"`` mesh of all of them (batch split, parameters
+  replicated, gradient all-reduce by XLA); the global ``batch_size`` must divide by the device count
+  (``ConfigurationError`` naming both numbers otherwise). Several processes join through
+  ``TrainingConfig.coordinator_address`` / ``num_processes`` / ``process_id`` (``jax.distributed``); each
+  samples its own rows, and logs, callbacks and checkpoint writes run on process 0.
 
-* Batches come from a background thread that samples the next batches and converts the torch ``Batch`` to
-  the core ``Batch`` while the current step runs (``TrainingConfig.prefetch_batches`` deep, default 2; 0
-  samples synchronously): on CPU as numpy views of the tensors' memory, which the step reads in place, on
-  an accelerator as arrays already transferred to it.
-* Step metrics stay on the device. ``trainer.state.metrics`` is a *lazily-materialised* mapping
-  (``LazyMetrics``): reading a value fetches that step's metrics. The trainer itself fetches them every
-  ``log_interval`` steps and on the last step (``trainer.metrics_synced`` is then True) together with a
-  device-side monitor; the bundled callbacks read metrics only then.
-* NaN/Inf: every step records on the device whether the loss, a loss component or the gradient norm was
-  non-finite; the check runs at each sync and raises ``TrainingError`` naming the step range (and the first
-  bad step). Parameters are then not written back to the model.
-* To bound memory the host runs at most a few steps ahead of the device (it waits for the step dispatched
-  three steps earlier, which never drains the device's queue). The first step is waited for once, to measure
-  ``ttfi_sec`` (compilation included).
-* Checkpoint saves copy the state to host memory (a device sync, at save steps only) and write in the
-  background; ``CheckpointCallback`` compares the loss for ``checkpoint_best.pt`` at the metric syncs.
+Throughput: the loop does not wait on the device except where it has to. Step metrics stay on the device;
+``trainer.state.metrics`` is a lazily-materialised mapping (``LazyMetrics``). The trainer fetches them every
+``log_interval`` steps and on the last step (``trainer.metrics_synced`` is then True); the bundled callbacks
+read metrics only then. To bound memory the host runs at most three steps ahead of the device (it waits for
+the step dispatched three steps earlier, which never drains the device's queue). The first step is waited for
+once, to measure ``ttfi_sec`` (compilation included). JAX's persistent compilation cache is on
+(``TrainingConfig.compilation_cache_dir``, default ``~/.cache/worldflux/jax``).
+
+Non-finite steps (NaN/Inf loss, loss component or gradient) are decided inside the compiled step: such a step
+keeps the previous parameters, optimizer state and TD-MPC2 targets; ``skipped_steps`` in the metrics counts
+them and the next log reports them. ``TrainingConfig.max_nonfinite_steps`` consecutive ones (default 1, the
+reference's behaviour) raise ``TrainingError("Numerical instability at step N: ...")``; the trainer and the
+model then hold the state of the last finite step (``global_step = N - 1``), and a later ``train`` continues
+from there. The host notices a halt within three steps (when it waits for the step dispatched three steps
+earlier); the callbacks of those few steps have run by then. A checkpoint is never written with non-finite
+parameters (``NonFiniteParametersError``, a ``CheckpointError``).
 
 Other documented behaviour:
 
-* Optimizer: ``TrainingConfig.optimizer`` adamw / adam (L2 weight decay added to the gradients, like
-  ``torch.optim.Adam``) / sgd (momentum 0.9) with ``TrainingConfig.learning_rate`` and ``weight_decay`` (the
-  training config's, not the model config's), gradient clipping by global norm ``grad_clip`` (0/None
-  disables), schedulers none / constant / linear / cosine with linear warmup (the reference's LambdaLR
-  factors, counted in optimizer steps, ``progress`` relative to ``config.total_steps``). A user ``optimizer`` is
-  any optax ``GradientTransformation`` (clipping is still applied before it); a user ``scheduler`` is an optax
-  schedule ``step -> learning rate``: it replaces the config's learning rate/scheduler for the built-in
-  optimizers; with a custom optimizer, schedules (config or user) scale its updates by
-  ``schedule(step) / config.learning_rate``.
+* Optimizer: ``worldflux_jax.optim`` (``TrainingConfig.optimizer`` adamw / adam / sgd with the training config's
+  ``learning_rate`` and ``weight_decay`` (torch's meaning: L2 for adam and sgd, decoupled for adamw), clipping by
+  global norm ``grad_clip`` (0/None disables), the reference's LambdaLR schedules counted in optimizer steps). A
+  user ``optimizer`` is any optax ``GradientTransformation`` (clipping is still applied before it); a user
+  ``scheduler`` is an optax schedule ``step -> learning rate``: it replaces the config's learning rate/scheduler
+  for the built-in optimizers; with a custom optimizer, schedules (config or user) scale its updates by
+  ``schedule(step) / config.learning_rate``. A family's ``optimizer_groups`` gives per-group learning rates.
 * Gradient accumulation (``gradient_accumulation_steps = N``): ``optax.MultiSteps`` averages N micro-batch
-  gradients and applies one update (clipping applies to the average), so N micro-batches of size b give the
-  update of one batch of N*b. ``global_step`` counts micro-batches, as in the reference; TD-MPC2's target EMA
-  runs on update steps only.
-* Mixed precision (``mixed_precision=True``): the networks inside the loss compute in bfloat16 (module inputs
-  and parameters cast to bfloat16 per module call, see ``_mixed_precision``; ``mixed_precision_dtype="float16"``
-  is also computed in bfloat16: same exponent range as float32, so no loss scaler is needed); master
-  parameters, gradients, optimizer state and the returned losses are float32. DreamerV3's GRU weight
-  gradients, formed by the core's custom VJP after the time loop, stay float32.
-* Determinism: the step's PRNG key is ``fold_in(key(seed), step)``; a data source with an ``rng`` attribute set
-  to None (``ReplayBuffer``) samples step ``s`` with ``np.random.default_rng([seed, 0, s])`` (the attribute is
-  set around each sample and restored). Together with the checkpointed state this makes resuming exact: N
-  steps, save, resume, M steps == N + M steps, bitwise on CPU. Iterables are consumed in order (not
-  resumable).
+  gradients and applies one update. ``global_step`` counts micro-batches, as in the reference; TD-MPC2's target
+  EMA runs on update steps only.
+* Mixed precision (``mixed_precision=True``): ``worldflux_jax.precision`` (bfloat16 compute, float32 master
+  parameters, gradients, optimizer state and losses; ``mixed_precision_dtype="float16"`` also computes in
+  bfloat16, whose exponent range needs no loss scaler).
+* Determinism: the step's PRNG key is ``fold_in(key(seed), step)``; see ``worldflux.training.feed`` for the
+  data. Together with the checkpointed state this makes resuming exact: N steps, save, resume, M steps == N + M
+  steps, bitwise on CPU. Iterables are consumed in order (not resumable).
 * Checkpoints: see ``worldflux.training.checkpoint`` (orbax directories, asynchronous, atomic). The default
   callbacks are ``LoggingCallback(config.log_interval)`` and ``CheckpointCallback(config.save_interval,
-  config.output_dir)``; ``train`` ends with ``checkpoint_final.pt`` and ``run_manifest.json``.
+  config.output_dir)``; ``train`` ends with ``checkpoint_final.pt`` and ``run_manifest.json`` (with a
+  ``"devices"`` record: count, platform, mesh, process_count).
 * After ``train`` the model holds the trained parameters (``model.params`` / ``model.extras`` are replaced by
   copies of the trainer's), so ``model.encode(...)`` etc. use them. If the model's ``params`` are replaced
   between ``train`` calls (``load_state_dict``), the trainer adopts them (optimizer state kept).
@@ -61,15 +65,11 @@ Other documented behaviour:
 from __future__ import annotations
 
 import collections
-import dataclasses
-import inspect
 import json
 import logging
 import math
 import os
-import queue
 import random
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -79,19 +79,33 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import torch
 
-from worldflux.core.batch import Batch, BatchRequest
-from worldflux.core.exceptions import CheckpointError, ConfigurationError, TrainingError, ValidationError
-from worldflux.interop import to_jit_input
-from worldflux_jax.train import TrainState, make_train_step
+from worldflux.core.exceptions import CheckpointError, ConfigurationError, TrainingError
+from worldflux_jax.family import as_family
+from worldflux_jax.parallel import (
+    devices_record,
+    enable_compilation_cache,
+    initialize_distributed,
+    training_mesh,
+)
+from worldflux_jax.step import HALT_KEY, TrainState, init_guard, replicate
 
 from .callbacks import Callback, CallbackList, CheckpointCallback, LoggingCallback
 from .checkpoint import CHECKPOINT_SCHEMA_VERSION, CheckpointSnapshot, CheckpointWriter, restore_checkpoint
 from .config import TrainingConfig
+from .feed import BatchFeed, DataStream
+from .prefetch import Prefetcher
+from .program import build_optimizer, build_schedule, step_program
 
-__all__ = ["LazyMetrics", "Trainer", "TrainingState", "build_optimizer", "build_schedule"]
+__all__ = [
+    "LazyMetrics",
+    "NonFiniteParametersError",
+    "Trainer",
+    "TrainingState",
+    "build_optimizer",
+    "build_schedule",
+]
 
 logger = logging.getLogger("worldflux.training")
 
@@ -99,6 +113,10 @@ RUN_MANIFEST_SCHEMA = "worldflux.training.run_manifest.v1"
 _NATIVE_BACKENDS = ("native_torch", "native_jax")
 _MAX_AHEAD = 3  # steps the host may dispatch ahead of the device
 _TRAIN_STREAM, _EVAL_STREAM = 0, 1
+
+
+class NonFiniteParametersError(CheckpointError):
+    """A checkpoint save was refused because the parameters hold NaN/Inf."""
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -171,155 +189,13 @@ class TrainingState:
     ttfi_sec: float | None = None
 
 
-# ---------------------------------------------------------------------------------------------- optimizer
-
-
-def build_schedule(config: TrainingConfig) -> Callable[[Any], Any] | None:
-    """The learning-rate *factor* of ``config.scheduler`` as a function of the optimizer step, or None for
-    ``"none"``.
-
-    The reference's LambdaLR factors: linear warmup ``(step + 1) / warmup`` while ``step < warmup`` (warmup
-    clipped to ``total_steps - 1``), then ``constant`` -> 1, ``linear`` -> ``max(0, 1 - progress)``, ``cosine``
-    -> ``0.5 * (1 + cos(pi * progress))`` with ``progress = clip((step - warmup) / (total_steps - warmup), 0,
-    1)``.
-    """
-    kind = config.scheduler
-    if kind == "none":
-        return None
-    total = int(config.total_steps)
-    warmup = max(0, min(int(config.warmup_steps), total - 1))
-    span = max(1, total - warmup)
-
-    def factor(count: Any) -> Any:
-        step = jnp.asarray(count, jnp.float32)
-        progress = jnp.clip((step - warmup) / span, 0.0, 1.0)
-        if kind == "constant":
-            after = jnp.ones_like(step)
-        elif kind == "linear":
-            after = jnp.maximum(0.0, 1.0 - progress)
-        else:  # cosine
-            after = 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-        if warmup > 0:
-            return jnp.where(step < warmup, (step + 1.0) / warmup, after)
-        return after
-
-    return factor
-
-
-def _is_transformation(value: Any) -> bool:
-    return callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))
-
-
-def build_optimizer(
-    config: TrainingConfig,
-    optimizer: Any = None,
-    scheduler: Callable[[Any], Any] | None = None,
-) -> tuple[optax.GradientTransformation, Any]:
-    """The optax transformation the trainer applies, and the ``optax.MultiSteps`` wrapper (or None).
-
-    Order: ``clip_by_global_norm(grad_clip)`` (when > 0) -> the optimizer (-> schedule scaling for a custom
-    optimizer), wrapped in ``optax.MultiSteps`` when ``gradient_accumulation_steps > 1``. See the module
-    docstring for the semantics of ``optimizer`` and ``scheduler``.
-
-    Raises:
-        TypeError: ``optimizer`` is not an optax transformation or ``scheduler`` is not callable.
-    """
-    if optimizer is not None and not _is_transformation(optimizer):
-        raise TypeError(
-            "optimizer must be an optax.GradientTransformation (this Trainer updates JAX parameters), got "
-            f"{type(optimizer).__name__}; or pass None and set TrainingConfig.optimizer"
-        )
-    if scheduler is not None and not callable(scheduler):
-        raise TypeError(
-            f"scheduler must be an optax schedule (a callable step -> learning rate), got {type(scheduler).__name__}"
-        )
-    lr = float(config.learning_rate)
-    factor = build_schedule(config)
-    if optimizer is None:
-        if scheduler is not None:
-            learning_rate: Any = scheduler
-        elif factor is not None:
-            learning_rate = lambda count: lr * factor(count)  # noqa: E731
-        else:
-            learning_rate = lr
-        core = _builtin_optimizer(config.optimizer, learning_rate, float(config.weight_decay))
-    else:
-        core = optimizer
-        if scheduler is not None:
-            core = optax.chain(core, optax.scale_by_schedule(lambda count: scheduler(count) / lr))
-        elif factor is not None:
-            core = optax.chain(core, optax.scale_by_schedule(factor))
-    clip = config.grad_clip
-    chain = optax.chain(optax.clip_by_global_norm(float(clip)), core) if clip else core
-    accumulation = int(config.gradient_accumulation_steps)
-    if accumulation > 1:
-        multi = optax.MultiSteps(chain, every_k_schedule=accumulation)
-        return multi.gradient_transformation(), multi
-    return chain, None
-
-
-def _builtin_optimizer(name: str, learning_rate: Any, weight_decay: float) -> optax.GradientTransformation:
-    if name == "adamw":
-        return optax.adamw(learning_rate, weight_decay=weight_decay)
-    if name == "adam":
-        adam = optax.adam(learning_rate)
-        return optax.chain(optax.add_decayed_weights(weight_decay), adam) if weight_decay else adam
-    if name == "sgd":
-        sgd = optax.sgd(learning_rate, momentum=0.9)
-        return optax.chain(optax.add_decayed_weights(weight_decay), sgd) if weight_decay else sgd
-    raise ConfigurationError(f"optimizer must be 'adamw', 'adam', or 'sgd', got {name!r}")
-
-
-def _mixed_precision(loss_fn: Callable[..., Any], dtype: Any) -> Callable[..., Any]:
-    """``loss_fn`` with its network computations in ``dtype`` (bfloat16) and float32 losses out.
-
-    The cores cast their inputs to float32 explicitly, so casting the arguments alone would be undone by type
-    promotion. Instead every flax module call inside the loss is intercepted (``flax.linen.intercept_methods``):
-    floating float32 arguments are cast to ``dtype``, modules with a ``dtype`` attribute left at None (``Dense``,
-    ``LayerNorm``, the core's ``MLP``/``GRUCell``) compute in ``dtype`` (casting their float32 parameters inside,
-    so gradients and master parameters stay float32), and ``dtype`` outputs are cast back to float32 for the
-    code between modules (latent sampling, KL, two-hot and TD losses). Matmuls and convolutions therefore run in
-    bfloat16; reductions in the loss in float32. The exception is DreamerV3's filtering loop, whose GRU and
-    posterior-net products are written against the parameters directly (``worldflux_jax.rssm``, for speed):
-    they stay float32.
-    """
-    import flax.linen as flax_nn
-
-    def cast_in(x: Any) -> Any:
-        return x.astype(dtype) if isinstance(x, jax.Array) and x.dtype == jnp.float32 else x
-
-    def cast_out(x: Any) -> Any:
-        return x.astype(jnp.float32) if isinstance(x, jax.Array) and x.dtype == dtype else x
-
-    def interceptor(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
-        module = context.module
-        override = getattr(module, "dtype", jnp.float32) is None
-        if override:
-            object.__setattr__(module, "dtype", dtype)  # this bound clone only; restored below
-        try:
-            out = next_fun(*jax.tree.map(cast_in, args), **jax.tree.map(cast_in, kwargs))
-        finally:
-            if override:
-                object.__setattr__(module, "dtype", None)
-        return jax.tree.map(cast_out, out)
-
-    def wrapped(params: Any, extras: Any, batch: Any, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        with flax_nn.intercept_methods(interceptor):
-            total, components = loss_fn(params, extras, batch, key)
-        return total.astype(jnp.float32), {k: v.astype(jnp.float32) for k, v in components.items()}
-
-    return wrapped
-
-
 # ---------------------------------------------------------------------------------------------- model
 
 
 class _ModelAdapter:
     """What the trainer relies on from the ``worldflux`` world-model facade.
 
-    * ``model.core`` — the pure-JAX model with ``train_loss(params, extras, batch, key)`` and, for TD-MPC2,
-      ``target_update(train_state)`` (used as ``post_update``) and ``init_target(params)``; its module defines
-      the ``Batch`` NamedTuple (``worldflux_jax.dreamer.Batch`` / ``worldflux_jax.tdmpc2.Batch``);
+    * ``model.core`` — a ``worldflux_jax.family`` model family (train loss, post-update, batch conversion);
     * ``model.params`` / ``model.extras`` — the parameter pytree and the extra state (TD-MPC2 target Q
       parameters; None for DreamerV3), read at train start and replaced after training;
     * ``model.config`` — ``obs_shape``, ``action_dim``, ``model_type``, ``to_dict()`` (for checks and metadata);
@@ -329,25 +205,18 @@ class _ModelAdapter:
 
     def __init__(self, model: Any) -> None:
         core = getattr(model, "core", None)
-        if core is None or not callable(getattr(core, "train_loss", None)) or not hasattr(model, "params"):
+        if core is None or not hasattr(model, "params"):
             raise ConfigurationError(
-                "Trainer needs a worldflux world model built by create_world_model (with a JAX core exposing "
-                f"train_loss, and params); got {type(model).__name__}"
+                "Trainer needs a worldflux world model built by create_world_model (with a JAX core and params); "
+                f"got {type(model).__name__}"
             )
         self.model = model
-        self.core = core
-        module = inspect.getmodule(type(core))
-        batch_cls = getattr(module, "Batch", None)
-        if batch_cls is None:
-            raise ConfigurationError(f"cannot find the Batch type of the core model {type(core).__name__}")
-        self.batch_cls = batch_cls
-        self.requires_terminations = "terminations" not in getattr(batch_cls, "_field_defaults", {})
-        self.post_update = getattr(core, "target_update", None)
+        self.family = as_family(core)
         config = getattr(model, "config", None)
         self.config = config
         self.obs_shape = tuple(getattr(config, "obs_shape", ()) or ())
         self.action_dim = getattr(config, "action_dim", None)
-        self.model_type = str(getattr(config, "model_type", getattr(core, "family", "unknown")))
+        self.model_type = str(getattr(config, "model_type", self.family.family))
 
     def device(self) -> jax.Device:
         device = getattr(self.model, "jax_device", None)
@@ -360,9 +229,7 @@ class _ModelAdapter:
 
     def extras(self, params: Any) -> Any:
         extras = getattr(self.model, "extras", None)
-        if extras is None and self.post_update is not None and callable(getattr(self.core, "init_target", None)):
-            extras = self.core.init_target(params)
-        return extras
+        return self.family.init_extras(params) if extras is None else extras
 
     def config_dict(self) -> dict[str, Any] | None:
         to_dict = getattr(self.config, "to_dict", None)
@@ -374,12 +241,16 @@ class _ModelAdapter:
         return None
 
 
+def _local(x: Any) -> Any:
+    """A single-device view of a (replicated) array; host value for arrays spanning other processes."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return x.addressable_data(0)
+    return x
+
+
 def _copy_tree(tree: Any, device: jax.Device) -> Any:
     """Fresh buffers on ``device`` (the trainer donates its state; the model keeps its own arrays)."""
-    return jax.tree.map(lambda x: jax.device_put(jnp.asarray(x), device, may_alias=False), tree)
-
-
-# ---------------------------------------------------------------------------------------------- data
+    return jax.tree.map(lambda x: jax.device_put(jnp.asarray(_local(x)), device, may_alias=False), tree)
 
 
 class _Item:
@@ -391,282 +262,17 @@ class _Item:
         self.new_pass = new_pass
 
 
-class _Failure:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def _sample_call(data: Any, batch_size: int, seq_len: int) -> Callable[[], Any]:
-    """``sample(BatchRequest)`` for a one-parameter ``sample``, else ``sample(batch_size=, seq_len=, device=)``."""
-    sample = data.sample
-    try:
-        params = [
-            p
-            for p in inspect.signature(sample).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        ]
-    except (TypeError, ValueError):
-        params = []
-    if len(params) == 1:
-        request = BatchRequest(batch_size=batch_size, seq_len=seq_len, device="cpu")
-        return lambda: sample(request)
-    return lambda: sample(batch_size=batch_size, seq_len=seq_len, device="cpu")
-
-
-class _DataStream:
-    """Batches for consecutive steps from a provider (``.sample``) or an iterable of Batch/dict."""
-
-    def __init__(self, data: Any, batch_size: int, seq_len: int, seed: int, stream: int) -> None:
-        if isinstance(data, Batch | Mapping) or data is None:
-            raise TrainingError(
-                "data must be a BatchProvider (with sample(...)) or an iterable yielding Batch/dict, got a single "
-                f"{type(data).__name__}; wrap a fixed batch in a list"
-            )
-        self.data = data
-        self.seed = int(seed) % (2**32)
-        self.stream = stream
-        self.batch_size = batch_size
-        self.seq_len = seq_len
-        self.source = f"{type(data).__name__}.sample()" if callable(getattr(data, "sample", None)) else (
-            f"iterator over {type(data).__name__}"
-        )
-        if callable(getattr(data, "sample", None)):
-            self._sample: Callable[[], Any] | None = _sample_call(data, batch_size, seq_len)
-            self._seeded = hasattr(data, "rng") and getattr(data, "rng", 0) is None
-            self._iterator: Iterator[Any] | None = None
-        else:
-            try:
-                iter(data)
-            except TypeError as exc:
-                raise TrainingError(
-                    f"data must be a BatchProvider (with sample(...)) or an iterable of Batch/dict, got "
-                    f"{type(data).__name__}"
-                ) from exc
-            self._sample = None
-            self._seeded = False
-            self._iterator = None
-
-    def steps_per_epoch(self) -> int | None:
-        if self._sample is None:
-            return None
-        try:
-            size = len(self.data)
-        except TypeError:
-            return None
-        return max(1, int(size) // max(1, self.batch_size * self.seq_len))
-
-    def fetch(self, step: int) -> tuple[Any, bool]:
-        """``(raw batch, starts a new pass over an iterable)`` for ``step``."""
-        if self._sample is not None:
-            if not self._seeded:
-                return self._sample(), False
-            self.data.rng = np.random.default_rng([self.seed, self.stream, int(step)])
-            try:
-                return self._sample(), False
-            finally:
-                self.data.rng = None
-        new_pass = False
-        if self._iterator is None:
-            self._iterator = iter(self.data)
-            new_pass = True
-        try:
-            return next(self._iterator), new_pass
-        except StopIteration:
-            self._iterator = iter(self.data)
-            try:
-                return next(self._iterator), True
-            except StopIteration:
-                raise TrainingError(
-                    f"data ({type(self.data).__name__}) is exhausted: re-iterating it yields no batches (pass a "
-                    "re-iterable such as a list, or a BatchProvider)"
-                ) from None
-
-
-class _Prefetcher:
-    """Runs ``produce(step)`` for ``start <= step < stop`` on a daemon thread, ``depth`` items ahead."""
-
-    def __init__(self, produce: Callable[[int], _Item], start: int, stop: int, depth: int) -> None:
-        self._produce = produce
-        self._next = start
-        self._stop_step = stop
-        self._depth = depth
-        self._stop = threading.Event()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-        self._thread: threading.Thread | None = None
-        if depth > 0 and start < stop:
-            self._thread = threading.Thread(target=self._run, name="worldflux-trainer-prefetch", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        for step in range(self._next, self._stop_step):
-            if self._stop.is_set():
-                return
-            try:
-                item: Any = self._produce(step)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the training thread
-                item = _Failure(exc)
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item, _Failure):
-                return
-
-    def get(self) -> _Item:
-        if self._thread is None:
-            step = self._next
-            self._next += 1
-            return self._produce(step)
-        while True:
-            try:
-                item = self._queue.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
-                    raise TrainingError("the batch prefetch thread stopped without producing a batch") from None
-        if isinstance(item, _Failure):
-            raise item.error
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            while True:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            self._thread.join(timeout=30.0)
-            self._thread = None
-
-
-def _np_dtype(array: Any) -> np.dtype:
-    """The numpy dtype of a torch tensor / numpy / JAX array."""
-    dtype = array.dtype
-    if isinstance(dtype, torch.dtype):
-        return torch.empty(0, dtype=dtype).numpy().dtype if dtype != torch.bfloat16 else np.dtype(np.float32)
-    return np.dtype(dtype)
-
-
-def _field(batch: Batch, name: str, container: str) -> Any:
-    value = getattr(batch, name, None)
-    if value is None:
-        value = getattr(batch, container).get(name)
-    return value
-
-
-# ---------------------------------------------------------------------------------------------- compiled step
-
-
-class _StepProgram:
-    """The jitted train step (and jitted evaluation loss) for one model architecture and optimizer.
-
-    ``step(train_state, monitor, batch, key_data) -> (train_state, monitor, metrics)`` donates its first two
-    arguments. ``monitor`` accumulates, on the device, the first step with a non-finite metric, bit masks of the
-    metrics that were NaN / Inf, the loss sum and the step count.
-    """
-
-    def __init__(self, adapter: _ModelAdapter, config: TrainingConfig, optimizer: Any, scheduler: Any) -> None:
-        self.optimizer, multi = build_optimizer(config, optimizer, scheduler)
-        loss_fn = adapter.core.train_loss
-        if config.mixed_precision:
-            loss_fn = _mixed_precision(loss_fn, jnp.bfloat16)
-        self.loss_fn = loss_fn
-        self.trace_count = 0
-        self.metric_keys: list[str] = []
-        post = adapter.post_update
-        if post is not None and multi is not None:
-            raw_post = post
-
-            def post(state: TrainState) -> TrainState:  # EMA only on steps that applied an update
-                return jax.lax.cond(multi.has_updated(state.opt_state), raw_post, lambda s: s, state)
-
-        inner = make_train_step(loss_fn, self.optimizer, post_update=post, donate=False)
-
-        def step(state: TrainState, monitor: dict[str, jax.Array], batch: Any, key_data: jax.Array) -> Any:
-            self.trace_count += 1  # Python side effect: runs once per trace (compilation)
-            key = jax.random.fold_in(jax.random.wrap_key_data(key_data), state.step)
-            state, metrics = inner(state, batch, key)
-            keys = sorted(metrics)[:32]
-            self.metric_keys = keys
-            nan_bits = jnp.uint32(0)
-            inf_bits = jnp.uint32(0)
-            for i, name in enumerate(keys):
-                value = metrics[name]
-                nan_bits = nan_bits | jnp.where(jnp.any(jnp.isnan(value)), jnp.uint32(1 << i), jnp.uint32(0))
-                inf_bits = inf_bits | jnp.where(jnp.any(jnp.isinf(value)), jnp.uint32(1 << i), jnp.uint32(0))
-            bad = (nan_bits | inf_bits) != 0
-            first_bad = jnp.where((monitor["first_bad"] < 0) & bad, state.step, monitor["first_bad"])
-            monitor = {
-                "first_bad": first_bad,
-                "nan_bits": monitor["nan_bits"] | nan_bits,
-                "inf_bits": monitor["inf_bits"] | inf_bits,
-                "loss_sum": monitor["loss_sum"] + metrics["loss"].astype(jnp.float32),
-                "count": monitor["count"] + 1,
-            }
-            return state, monitor, metrics
-
-        def evaluate(params: Any, extras: Any, batch: Any, key_data: jax.Array, index: jax.Array) -> Any:
-            key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(key_data), 2**31 - 1), index)
-            total, components = loss_fn(params, extras, batch, key)
-            return {"loss": total, **components}
-
-        self.step = jax.jit(step, donate_argnums=(0, 1))
-        self.evaluate = jax.jit(evaluate)
-
-
-_PROGRAMS: collections.OrderedDict[Any, _StepProgram] = collections.OrderedDict()
-_PROGRAMS_LOCK = threading.Lock()
-_PROGRAM_CACHE_SIZE = 8
-
-
-def _program_key(adapter: _ModelAdapter, config: TrainingConfig) -> Any:
-    """What determines the compiled step for built-in optimizers: the core's type and config, and the
-    optimizer/precision settings."""
-    core = adapter.core
-    core_config = getattr(core, "config", None)
-    if dataclasses.is_dataclass(core_config) and not isinstance(core_config, type):
-        described = json.dumps(dataclasses.asdict(core_config), sort_keys=True, default=str)
-    else:
+def _resolve_mesh(config: TrainingConfig, device_name: str, device: jax.Device) -> Any:
+    """The data-parallel mesh (None for one device): every device of the trainer's platform when the device is
+    named without an index, across all processes."""
+    if jax.process_count() > 1:
+        return training_mesh(None, config.effective_batch_size())
+    if ":" in device_name:
         return None
-    fields = (
-        config.optimizer,
-        float(config.learning_rate),
-        float(config.weight_decay),
-        None if config.grad_clip is None else float(config.grad_clip),
-        config.scheduler,
-        # The schedule depends on these only when there is one.
-        None if config.scheduler == "none" else int(config.warmup_steps),
-        None if config.scheduler == "none" else int(config.total_steps),
-        int(config.gradient_accumulation_steps),
-        bool(config.mixed_precision),
-    )
-    return (type(core), type(core_config), described, repr(getattr(core, "scan_unroll", None)), fields)
-
-
-def _step_program(adapter: _ModelAdapter, config: TrainingConfig, optimizer: Any, scheduler: Any) -> _StepProgram:
-    """A shared ``_StepProgram`` for built-in optimizer settings (so a new Trainer for the same model
-    architecture, e.g. to resume, does not recompile); a fresh one for a custom optimizer or scheduler."""
-    if optimizer is not None or scheduler is not None:
-        return _StepProgram(adapter, config, optimizer, scheduler)
-    key = _program_key(adapter, config)
-    if key is None:
-        return _StepProgram(adapter, config, None, None)
-    with _PROGRAMS_LOCK:
-        program = _PROGRAMS.get(key)
-        if program is not None:
-            _PROGRAMS.move_to_end(key)
-            return program
-    program = _StepProgram(adapter, config, None, None)
-    with _PROGRAMS_LOCK:
-        _PROGRAMS[key] = program
-        while len(_PROGRAMS) > _PROGRAM_CACHE_SIZE:
-            _PROGRAMS.popitem(last=False)
-    return program
+    devices = [d for d in jax.devices() if d.platform == device.platform]
+    if len(devices) <= 1:
+        return None
+    return training_mesh(devices, config.effective_batch_size())
 
 
 # ---------------------------------------------------------------------------------------------- trainer
@@ -721,6 +327,12 @@ class Trainer:
                 "'native_torch' (the in-process JAX path)"
             )
         self.execution_mode = "local"
+        self.distributed = initialize_distributed(
+            config.coordinator_address,
+            config.num_processes,
+            config.process_id,
+            timeout_s=int(config.distributed_timeout_s),
+        )
         self.state = TrainingState()
         self.model = model
         self._adapter = _ModelAdapter(model)
@@ -735,10 +347,21 @@ class Trainer:
                     f"{exc}"
                 ) from exc
         self.device = self._adapter.device()
+        self.mesh = _resolve_mesh(config, self.device_name, self.device)
+        self.is_main_process = jax.process_index() == 0
+        enable_compilation_cache(config.compilation_cache_dir)
         os.makedirs(config.output_dir, exist_ok=True)
         self._validate_contract()
 
-        self._program = _step_program(self._adapter, config, optimizer, scheduler)
+        self._program = step_program(self._adapter.family, config, optimizer, scheduler, self.mesh)
+        check = getattr(model, "validate_batch_contract", None)
+        self._feed = BatchFeed(
+            self._adapter.obs_shape,
+            self._adapter.action_dim,
+            self.device,
+            self.mesh,
+            check if callable(check) else None,
+        )
         self.optimizer = self._program.optimizer
         self.custom_optimizer = optimizer is not None
         self.custom_scheduler = scheduler is not None
@@ -752,7 +375,7 @@ class Trainer:
         for callback in callbacks or []:
             self.callbacks.append(callback)
 
-        self._base_key = jax.device_put(jax.random.key_data(jax.random.key(int(config.seed) % (2**32))), self.device)
+        self._base_key = self._place(jax.random.key_data(jax.random.key(int(config.seed) % (2**32))))
         self._train_state: TrainState | None = None
         self._synced_params: Any = None
         self._writer = CheckpointWriter()
@@ -779,15 +402,17 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - reported as the reference does
             raise TrainingError(f"Invalid model I/O contract: {exc}") from exc
 
-    def _fresh_monitor(self) -> dict[str, jax.Array]:
-        values = {
-            "first_bad": np.int32(-1),
-            "nan_bits": np.uint32(0),
-            "inf_bits": np.uint32(0),
-            "loss_sum": np.float32(0.0),
-            "count": np.int32(0),
-        }
-        return jax.device_put(values, self.device)
+    def _place(self, tree: Any) -> Any:
+        """Fresh buffers of ``tree`` where the step wants them: replicated over the mesh, or on the device."""
+        if self.mesh is not None:
+            return replicate(tree, self.mesh)
+        return _copy_tree(tree, self.device)
+
+    def _index(self, i: int) -> Any:
+        return self._place(np.int32(i)) if self.mesh is not None else np.int32(i)
+
+    def _fresh_guard(self) -> Any:
+        return self._place(init_guard(int(self.config.max_nonfinite_steps)))
 
     # ------------------------------------------------------------------ state <-> model
 
@@ -795,21 +420,20 @@ class Trainer:
         """Create the train state from the model, or adopt parameters the user put into the model since."""
         model_params = self.model.params
         if self._train_state is None:
-            params = _copy_tree(model_params, self.device)
-            extras = self._adapter.extras(params)
-            extras = None if extras is None else _copy_tree(extras, self.device)
+            params = jax.tree.map(_local, model_params)
             state = TrainState(
-                step=jnp.asarray(self.state.global_step, jnp.int32),
+                step=np.int32(self.state.global_step),
                 params=params,
                 opt_state=self.optimizer.init(params),
-                extras=extras,
+                extras=self._adapter.extras(params),
+                guard=init_guard(int(self.config.max_nonfinite_steps)),
             )
-            self._train_state = jax.device_put(state, self.device)
+            self._train_state = self._place(state)
             self._synced_params = model_params
         elif model_params is not self._synced_params:
-            params = _copy_tree(model_params, self.device)
+            params = self._place(model_params)
             extras = getattr(self.model, "extras", None)
-            extras = self._train_state.extras if extras is None else _copy_tree(extras, self.device)
+            extras = self._train_state.extras if extras is None else self._place(extras)
             self._train_state = self._train_state.replace(params=params, extras=extras)
             self._synced_params = model_params
         return self._train_state
@@ -836,90 +460,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
 
-    def _stream(self, data: Any, stream: int) -> _DataStream:
-        return _DataStream(
+    def _stream(self, data: Any, stream: int) -> DataStream:
+        return DataStream(
             data,
             self.config.effective_batch_size(),
             self.config.effective_sequence_length(),
             self.config.seed,
             stream,
+            jax.process_index(),
+            jax.process_count(),
         )
 
     def _convert(self, raw: Any, source: str, signatures: dict[Any, bool]) -> Any:
-        """torch ``Batch``/dict -> the core ``Batch`` for the step: numpy views of CPU tensors when the trainer
-        runs on CPU (no copy), JAX arrays on the trainer's device otherwise; validated whenever its shape
-        signature is new."""
-        adapter = self._adapter
-        if isinstance(raw, adapter.batch_cls):
-            return jax.device_put(raw, self.device)
-        if isinstance(raw, Mapping):
-            try:
-                raw = Batch.from_dict(raw)
-            except TypeError as exc:
-                raise TrainingError(f"{source} returned a dict that is not a Batch: {exc}") from exc
-        if not isinstance(raw, Batch):
-            raise TrainingError(f"{source} must return Batch or dict, got {type(raw).__name__}")
-        obs = raw.obs if raw.obs is not None else raw.inputs.get("obs")
-        if isinstance(obs, Mapping):
-            obs = obs.get("obs")
-        fields = {
-            "obs": obs,
-            "actions": _field(raw, "actions", "inputs"),
-            "rewards": _field(raw, "rewards", "targets"),
-            "terminations": _field(raw, "terminations", "targets"),
-        }
-        missing = [k for k in ("obs", "actions", "rewards") if fields[k] is None]
-        if missing:
-            raise TrainingError(f"Batch is missing required keys for model contract: {missing}")
-        signature = tuple(
-            (k, tuple(v.shape), str(v.dtype)) if v is not None else (k, None, None) for k, v in fields.items()
-        )
-        if signature not in signatures:
-            self._validate_batch(raw, fields)
-            signatures[signature] = True
-        # On CPU a torch/numpy batch is handed to the step as numpy views (XLA reads them in place; a DLPack
-        # import costs ~50 us per array); on accelerators it becomes device arrays here, off the step loop.
-        arrays = {k: None if v is None else to_jit_input(v, device=self.device) for k, v in fields.items()}
-        actions = arrays["actions"]
-        if actions.ndim == 2 and jnp.issubdtype(actions.dtype, jnp.integer) and adapter.action_dim:
-            arrays["actions"] = jax.nn.one_hot(actions, int(adapter.action_dim), dtype=jnp.float32)  # class indices
-        if arrays["terminations"] is None and adapter.requires_terminations:
-            arrays["terminations"] = jax.device_put(jnp.zeros(arrays["rewards"].shape, jnp.float32), self.device)
-        return adapter.batch_cls(**arrays)
-
-    def _validate_batch(self, raw: Batch, fields: Mapping[str, Any]) -> None:
-        adapter = self._adapter
-        obs = fields["obs"]
-        if len(obs.shape) < 3:
-            raise TrainingError(
-                f"Invalid batch for training: batch.obs must have shape (B, T, *obs_shape), got {tuple(obs.shape)}"
-            )
-        b, t = int(obs.shape[0]), int(obs.shape[1])
-        if adapter.obs_shape and tuple(obs.shape[2:]) != adapter.obs_shape:
-            raise TrainingError(
-                f"Invalid batch for training: batch.obs has shape {tuple(obs.shape)}, expected (B, T, "
-                f"*obs_shape) with obs_shape={adapter.obs_shape}"
-            )
-        actions = fields["actions"]
-        expected_actions = (b, t) + ((int(adapter.action_dim),) if adapter.action_dim else tuple(actions.shape[2:]))
-        is_index = len(actions.shape) == 2 and np.issubdtype(_np_dtype(actions), np.integer)
-        if tuple(actions.shape) != expected_actions and not (is_index and tuple(actions.shape) == (b, t)):
-            raise TrainingError(
-                f"Invalid batch for training: batch.actions has shape {tuple(actions.shape)}, expected "
-                f"{expected_actions}"
-            )
-        for name in ("rewards", "terminations"):
-            value = fields[name]
-            if value is not None and tuple(value.shape) != (b, t):
-                raise TrainingError(
-                    f"Invalid batch for training: batch.{name} has shape {tuple(value.shape)}, expected {(b, t)}"
-                )
-        check = getattr(self.model, "validate_batch_contract", None)
-        if callable(check):
-            try:
-                check(raw)
-            except ValidationError as exc:
-                raise TrainingError(f"Batch violates model I/O contract: {exc}") from exc
+        """A torch ``Batch``/dict -> the step's placed raw arrays (``worldflux.training.feed.BatchFeed``)."""
+        return self._feed.convert(raw, source, signatures)
 
     # ------------------------------------------------------------------ training
 
@@ -949,6 +503,9 @@ class Trainer:
         if resume_from:
             self.load_checkpoint(resume_from)
         self._ensure_state()
+        # A fresh guard per train() call: a run halted by non-finite steps continues from its last finite state.
+        self._train_state = self._train_state.replace(guard=self._fresh_guard())
+        self._guard_seen = (0, 0.0, 0)
         train_mode = getattr(self.model, "train", None)
         if callable(train_mode):
             try:
@@ -963,16 +520,18 @@ class Trainer:
             raw, new_pass = stream.fetch(step)
             return _Item(step, self._convert(raw, stream.source, signatures), new_pass)
 
+        hooks = self.callbacks if self.is_main_process else CallbackList([])
         start_step = self.state.global_step
         self._run_steps = 0
         self._last_sync_step = start_step
-        self._monitor = self._fresh_monitor()
         self.state.train_start_time = time.time()
         self.state.train_end_time = None
         self.state.ttfi_sec = None
         self.metrics_synced = False
-        self.callbacks.on_train_begin(self)
-        prefetcher = _Prefetcher(produce, start_step, total, int(config.prefetch_batches))
+        hooks.on_train_begin(self)
+        prefetcher = Prefetcher(
+            produce, start_step, total, int(config.prefetch_batches), name="worldflux-trainer-prefetch"
+        )
         epoch_open = False
         inflight: collections.deque[Any] = collections.deque()
         interrupted = False
@@ -983,19 +542,17 @@ class Trainer:
                 if steps_per_epoch is not None:
                     self.state.epoch = self.state.global_step // steps_per_epoch
                 elif item.new_pass and epoch_open:
-                    self.callbacks.on_epoch_end(self)
+                    hooks.on_epoch_end(self)
                     self.state.epoch += 1
                     epoch_open = False
                 if not epoch_open:
-                    self.callbacks.on_epoch_begin(self)
+                    hooks.on_epoch_begin(self)
                     epoch_open = True
                 self.metrics_synced = False
-                self.callbacks.on_step_begin(self)
+                hooks.on_step_begin(self)
                 step_number = self.state.global_step + 1
                 try:
-                    self._train_state, self._monitor, metrics = self._program.step(
-                        self._train_state, self._monitor, item.batch, self._base_key
-                    )
+                    self._train_state, metrics = self._program.step(self._train_state, item.batch, self._base_key)
                 except (RuntimeError, ValueError, TypeError) as exc:
                     raise TrainingError(f"Training step failed at step {step_number}: {exc}") from exc
                 if self.state.ttfi_sec is None:
@@ -1003,15 +560,16 @@ class Trainer:
                     self.state.ttfi_sec = time.time() - self.state.train_start_time
                 self.state.global_step = step_number
                 self._run_steps += 1
+                inflight.append(metrics.pop(HALT_KEY))
                 self.state.metrics = LazyMetrics(metrics)
-                inflight.append(metrics["loss"])
-                if len(inflight) > _MAX_AHEAD:
-                    jax.block_until_ready(inflight.popleft())
+                if len(inflight) > _MAX_AHEAD and int(_local(inflight.popleft())) > 0:
+                    # That step has finished anyway (we bound the queue on it): reading its flag costs no stall.
+                    self._halt()
                 if step_number % config.log_interval == 0 or step_number >= total:
                     self._sync()
-                self.callbacks.on_step_end(self)
+                hooks.on_step_end(self)
                 if steps_per_epoch is not None and step_number % steps_per_epoch == 0:
-                    self.callbacks.on_epoch_end(self)
+                    hooks.on_epoch_end(self)
                     self.state.epoch = step_number // steps_per_epoch
                     epoch_open = False
             failed = False
@@ -1032,11 +590,12 @@ class Trainer:
         self.metrics_synced = True
         self.state.train_end_time = time.time()
         if epoch_open:
-            self.callbacks.on_epoch_end(self)
-        self.callbacks.on_train_end(self)
+            hooks.on_epoch_end(self)
+        hooks.on_train_end(self)
         self._write_back()
-        self.save_checkpoint(os.path.join(config.output_dir, "checkpoint_final.pt"))
-        self._write_manifest()
+        if self.is_main_process:
+            self.save_checkpoint(os.path.join(config.output_dir, "checkpoint_final.pt"))
+            self._write_manifest()
         if config.auto_quality_check:
             self._quality_check()
         if interrupted:
@@ -1050,28 +609,54 @@ class Trainer:
             logger.warning("A background checkpoint save failed: %s", exc)
 
     def _sync(self) -> None:
-        """Fetch the monitor (and the current metrics) from the device; raise on NaN/Inf."""
+        """Fetch the guard (and the current metrics) from the device; report skipped steps, raise on a halt."""
         metrics = self.state.metrics
         device_metrics = metrics._device if isinstance(metrics, LazyMetrics) and not metrics.ready else None
-        monitor, host_metrics = jax.device_get((self._monitor, device_metrics))
-        self._monitor = self._fresh_monitor()
+        guard, host_metrics = jax.device_get((jax.tree.map(_local, self._train_state.guard), device_metrics))
         first = self._last_sync_step + 1
         last = self.state.global_step
         self._last_sync_step = last
         if host_metrics is not None:
             self.state.metrics = LazyMetrics(host={k: float(v) for k, v in host_metrics.items()})
         self.metrics_synced = True
-        if int(monitor["first_bad"]) >= 0:
-            keys = self._program.metric_keys
-            nan = [k for i, k in enumerate(keys) if int(monitor["nan_bits"]) >> i & 1]
-            inf = [k for i, k in enumerate(keys) if int(monitor["inf_bits"]) >> i & 1]
-            raise TrainingError(
-                f"Numerical instability between steps {first} and {last} (first at step "
-                f"{int(monitor['first_bad'])}): NaN in losses: {nan}, Inf in losses: {inf}. Consider lowering "
-                "learning_rate, setting grad_clip > 0, or checking the data for NaN/Inf values."
+        if int(guard.halted_at) > 0:
+            self._halt(guard)
+        skipped, loss_sum, applied = int(guard.skipped), float(guard.loss_sum), int(guard.applied)
+        seen = self._guard_seen
+        self._guard_seen = (skipped, loss_sum, applied)
+        if skipped > seen[0]:
+            nan, inf = self._bad_metrics(guard)
+            logger.warning(
+                "Skipped %d non-finite step(s) between steps %d and %d (latest at step %d: NaN in %s, Inf in %s); "
+                "parameters kept from the last finite step",
+                skipped - seen[0], first, last, int(guard.last_bad), nan, inf,
             )
-        self.state.total_loss += float(monitor["loss_sum"])
-        self.state.num_batches += int(monitor["count"])
+        self.state.total_loss += loss_sum - seen[1]
+        self.state.num_batches += applied - seen[2]
+
+    def _bad_metrics(self, guard: Any) -> tuple[list[str], list[str]]:
+        keys = self._program.metric_keys
+        nan = [k for i, k in enumerate(keys) if int(guard.nan_bits) >> i & 1]
+        inf = [k for i, k in enumerate(keys) if int(guard.inf_bits) >> i & 1]
+        return nan, inf
+
+    def _halt(self, guard: Any = None) -> None:
+        """The step halted on too many consecutive non-finite steps: adopt the last finite state and raise."""
+        if guard is None:
+            guard = jax.device_get(jax.tree.map(_local, self._train_state.guard))
+        self.state.global_step = int(jax.device_get(_local(self._train_state.step)))
+        self._last_sync_step = self.state.global_step
+        self.metrics_synced = True
+        self._write_back()
+        self._finish_writes_quietly()
+        nan, inf = self._bad_metrics(guard)
+        limit = int(guard.limit)
+        raise TrainingError(
+            f"Numerical instability at step {int(guard.halted_at)}: NaN in losses: {nan}, Inf in losses: {inf} "
+            f"({limit} consecutive non-finite step{'s' if limit > 1 else ''}; TrainingConfig.max_nonfinite_steps="
+            f"{limit}). The trainer and the model hold the state of step {self.state.global_step}, the last finite "
+            "one. Consider lowering learning_rate, setting grad_clip > 0, or checking the data for NaN/Inf values."
+        )
 
     # ------------------------------------------------------------------ evaluation
 
@@ -1096,7 +681,7 @@ class Trainer:
             for i in range(num_batches):
                 raw, _ = stream.fetch(i)
                 batch = self._convert(raw, stream.source, signatures)
-                values = self._program.evaluate(state.params, state.extras, batch, self._base_key, jnp.int32(i))
+                values = self._program.evaluate(state.params, state.extras, batch, self._base_key, self._index(i))
                 sums = values if sums is None else jax.tree.map(jnp.add, sums, values)
         finally:
             train_mode = getattr(self.model, "train", None)
@@ -1111,7 +696,10 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def _checkpoint_tree(self) -> dict[str, Any]:
-        return {"train_state": self._ensure_state(), "rng_key": self._base_key}
+        """What a checkpoint holds: the train state without the per-run guard, and the base key. Under several
+        processes, this process's replica (a save then needs no collective)."""
+        tree = {"train_state": self._ensure_state().replace(guard=None), "rng_key": self._base_key}
+        return jax.tree.map(_local, tree) if jax.process_count() > 1 else tree
 
     def _checkpoint_metadata(self) -> dict[str, Any]:
         config = self.config
@@ -1162,8 +750,17 @@ class Trainer:
 
     def checkpoint_snapshot(self) -> CheckpointSnapshot:
         """The training state and metadata as they are now, for a later ``save_checkpoint`` (a device-side copy,
-        dispatched without waiting for the device; see ``CheckpointWriter.snapshot``)."""
-        return self._writer.snapshot(self._checkpoint_tree(), self._checkpoint_metadata())
+        dispatched without waiting for the device; see ``CheckpointWriter.snapshot``).
+
+        Raises:
+            NonFiniteParametersError: the parameters hold NaN/Inf (checked by one reduction on the device).
+        """
+        tree = self._checkpoint_tree()
+        if not bool(_all_finite(tree["train_state"].params)):
+            raise NonFiniteParametersError(
+                f"Refusing to save a checkpoint at step {self.state.global_step}: the parameters hold NaN/Inf values"
+            )
+        return self._writer.snapshot(tree, self._checkpoint_metadata())
 
     @property
     def checkpoint_write_seconds(self) -> float:
@@ -1187,8 +784,11 @@ class Trainer:
                 for a different model/optimizer configuration; the message names the path and the problem.
         """
         self._writer.wait()
-        tree, metadata = restore_checkpoint(path, self._checkpoint_tree())
-        self._train_state = tree["train_state"]
+        template = self._checkpoint_tree()
+        if self.mesh is not None and jax.process_count() > 1:
+            template = {"train_state": self._train_state.replace(guard=None), "rng_key": self._base_key}
+        tree, metadata = restore_checkpoint(path, template)
+        self._train_state = tree["train_state"].replace(guard=self._fresh_guard())
         self._base_key = tree["rng_key"]
         self.state.global_step = int(metadata.get("global_step", int(self._train_state.step)))
         self.state.epoch = int(metadata.get("epoch", 0) or 0)
@@ -1241,6 +841,7 @@ class Trainer:
             "ttfi_sec": self.state.ttfi_sec,
             "support_surface": self._support_surface(),
             "data_mode": self.data_mode or "unknown",
+            "devices": devices_record(self.mesh, self.device),
             "degraded_modes": list(self.degraded_modes),
             "run_classification": self._run_classification(),
         }
@@ -1260,7 +861,7 @@ class Trainer:
         if bad:
             issues.append(f"non-finite metrics {bad}")
         state = self._train_state
-        if state is not None and not bool(_all_finite(state.params)):
+        if state is not None and not bool(_all_finite(jax.tree.map(_local, state.params))):
             issues.append("non-finite parameters")
         self.quality_report = {"tier": "smoke", "passed": not issues, "issues": issues}
         if issues:

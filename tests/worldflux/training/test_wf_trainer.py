@@ -18,7 +18,7 @@ from worldflux.core.batch import Batch
 from worldflux.core.exceptions import ConfigurationError, TrainingError
 from worldflux.training import Trainer, TrainingConfig, train
 from worldflux.training.checkpoint import read_checkpoint_metadata
-from worldflux.training.trainer import LazyMetrics, build_optimizer, build_schedule
+from worldflux.training.trainer import LazyMetrics, NonFiniteParametersError, build_optimizer, build_schedule
 
 MANIFEST_KEYS = {
     "schema", "backend", "device", "global_step", "best_loss", "checkpoint_schema_version", "training_config",
@@ -89,7 +89,7 @@ def test_tdmpc2_training_updates_params_and_target(tmp_path):
     params0, target0 = host_tree(model.params), host_tree(model.extras)
     trainer = Trainer(model, config(tmp_path, total_steps=3, log_interval=3))
     trainer.train(buffer())
-    assert set(trainer.state.metrics) == {"loss", "consistency", "reward", "td", "policy", "grad_norm"}
+    assert set(trainer.state.metrics) == {"loss", "consistency", "reward", "td", "policy", "grad_norm", "skipped_steps"}
     assert not trees_equal(params0, model.params)
     target1 = host_tree(model.extras)
     assert any(not np.array_equal(a, b) for a, b in zip(target0, target1, strict=True))
@@ -240,15 +240,52 @@ def test_mixed_precision_with_custom_optax_optimizer_and_schedule(tmp_path):
     assert total.dtype == jnp.float32 and all(c.dtype == jnp.float32 for c in components.values())
 
 
-def test_nan_is_detected_at_the_log_interval_with_the_step_range(tmp_path):
-    model = fresh_model("tdmpc2:ci")
-    params0 = host_tree(model.params)
-    trainer = Trainer(model, config(tmp_path, total_steps=6, log_interval=3))
-    with pytest.raises(TrainingError, match=r"between steps 4 and 6 \(first at step 5\)") as info:
-        trainer.train(_fixed_batches(6, nan_at=4))
-    assert "NaN in losses" in str(info.value)
+@pytest.mark.parametrize("preset", ["tdmpc2:ci", "dreamer:ci"])
+def test_nan_step_is_skipped_in_the_step_and_the_first_one_raises(tmp_path, preset):
+    # Default max_nonfinite_steps=1 (the reference): the first non-finite step raises; trainer and model hold
+    # the state of the last finite step; a later train() continues from there.
+    model = fresh_model(preset)
+    trainer = Trainer(model, config(tmp_path, total_steps=8, log_interval=3))
+    batches = _fixed_batches(8, nan_at=4)
+    reference = Trainer(fresh_model(preset), config(tmp_path / "ref", total_steps=4, log_interval=3))
+    reference.train(batches[:4])
+    with pytest.raises(TrainingError, match=r"Numerical instability at step 5: NaN in losses: \[") as info:
+        trainer.train(batches)
+    assert "'loss'" in str(info.value)
+    assert trainer.state.global_step == 4
+    assert trees_equal(reference.model.params, model.params)  # bitwise the state after step 4
+    assert trees_equal(reference._train_state.opt_state, trainer._train_state.opt_state)
+    if preset == "tdmpc2:ci":
+        assert trees_equal(reference.model.extras, model.extras)  # target network untouched too
+    trainer.save_checkpoint(tmp_path / "after_nan")  # finite parameters save fine
+    clean = [b for i, b in enumerate(batches) if i != 4]
+    trainer.train(clean[4:] * 2, num_steps=6)  # usable afterwards, continues from step 4
     assert trainer.state.global_step == 6
-    assert trees_equal(params0, model.params)  # non-finite parameters are not written back
+    assert all(math.isfinite(v) for v in trainer.state.metrics.values())
+
+
+def test_nan_steps_below_the_limit_are_skipped_counted_and_reported(tmp_path, caplog):
+    model = fresh_model("tdmpc2:ci")
+    trainer = Trainer(model, config(tmp_path, total_steps=6, log_interval=3, max_nonfinite_steps=3))
+    batches = _fixed_batches(6, nan_at=4)
+    expected = Trainer(fresh_model("tdmpc2:ci"), config(tmp_path / "ref", total_steps=5, log_interval=3))
+    expected.train([b for i, b in enumerate(batches) if i != 4])
+    with caplog.at_level("WARNING", logger="worldflux.training"):
+        trainer.train(batches)
+    assert trainer.state.global_step == 6 and trainer.state.metrics["skipped_steps"] == 1.0
+    assert any("Skipped 1 non-finite step(s) between steps 4 and 6 (latest at step 5" in r.message
+               for r in caplog.records)
+    # The skipped step changed nothing: same parameters as training on the 5 finite batches.
+    np.testing.assert_allclose(host_tree(expected.model.params)[0], host_tree(model.params)[0], rtol=1e-5)
+
+
+def test_checkpoint_save_refuses_non_finite_parameters(tmp_path):
+    model = fresh_model("tdmpc2:ci")
+    trainer = Trainer(model, config(tmp_path, total_steps=1))
+    model.params = jax.tree.map(lambda x: x * jnp.nan, model.params)
+    with pytest.raises(NonFiniteParametersError, match="NaN/Inf"):
+        trainer.save_checkpoint(tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_metrics_are_fetched_only_at_log_intervals_and_batches_come_from_a_thread(tmp_path, monkeypatch):
