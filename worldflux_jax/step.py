@@ -8,7 +8,8 @@
 `terminations [B, T]` or None) that the family turns into its batch on the device, or the family's batch
 itself; `key` is the run's base PRNG key (typed or raw key data): the step folds `state.step` into it, so
 the same key is passed every step. `metrics` are scalar device arrays (the loss, its components,
-`grad_norm` and, with the monitor, `skipped_steps` and `_halted_at`, the guard's `halted_at`); nothing in the step waits on the host.
+`grad_norm` and, with the monitor, `skipped_steps` and `_halted_at`, the guard's `halted_at`);
+nothing in the step waits on the host.
 
 Inside the one compiled program: the loss under the precision policy (`worldflux_jax.precision`), the
 gradients, the optimizer update (clipping, schedule and accumulation live in the optimizer, see

@@ -17,6 +17,7 @@ from .data import (
     TrajectoryDataset,
     TransitionArrayProvider,
 )
+from .distributed import DDPTrainer, build_launch_config
 from .trainer import Trainer
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "TokenSequenceProvider",
     "TransitionArrayProvider",
     "Trainer",
+    "DDPTrainer",
+    "build_launch_config",
     "train",
     "Callback",
     "LoggingCallback",
