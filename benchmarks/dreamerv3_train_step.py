@@ -12,6 +12,12 @@ encode + 15-step rollout time; and, with `--torch-steps > 0`, the same for the e
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+if str(_Path(__file__).resolve().parents[1]) not in _sys.path:  # `python benchmarks/X.py`: repo root importable
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import statistics
 import time

@@ -26,6 +26,12 @@ Cases: A = 6, batch 16, sequence length ``--seq-len`` (default 16), imagination 
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+if str(_Path(__file__).resolve().parents[1]) not in _sys.path:  # `python benchmarks/X.py`: repo root importable
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import statistics
 import time

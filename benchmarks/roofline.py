@@ -29,6 +29,12 @@ issue #2 (5x the reference's bare step, 10x its rollout) and issue #5 (5x the re
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+if str(_Path(__file__).resolve().parents[1]) not in _sys.path:  # `python benchmarks/X.py`: repo root importable
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import time
 from collections.abc import Callable

@@ -1,20 +1,25 @@
-"""TD-MPC2 speed: jitted train step and planner latency, against the eager torch reference figures.
+"""TD-MPC2 speed: jitted train step and planner latency, against an eager torch step measured in the same run.
 
-    python benchmarks/tdmpc2.py [--preset 5m] [--steps 50]
+    python benchmarks/tdmpc2.py [--preset 5m] [--steps 50] [--torch-steps 20]
 
 Prints steady-state train-step time (compile excluded and reported separately) for obs `(39,)`,
-action_dim 6, at batch 16 x sequence 6 (horizon + 1) and at TD-MPC2's own batch 256, and the latency
-of one planning call (one action per environment) for CEM and MPPI at N = 1 and N = 16 environments.
-The reference torch TD-MPC2 `5m` takes 78 ms per bare train step at 16 x 6 on the same 2-core CPU
-(107 ms through its Trainer); the ratio printed is against that figure.
+action_dim 6, at batch 16 x sequence 6 (horizon + 1) and at TD-MPC2's own batch 256, the same step of the
+torch implementation of the same architecture (`benchmarks/torch_tdmpc2.py`, eager, same machine, same run)
+with the speed-up ratio, and the latency of one planning call (one action per environment) for CEM and
+MPPI at N = 1 and N = 16 environments.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `python benchmarks/tdmpc2.py`: repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +29,33 @@ from worldflux_jax.config import TDMPC2Config
 from worldflux_jax.tdmpc2 import TDMPC2, Batch
 from worldflux_jax.train import make_optimizer, make_train_step
 
-REFERENCE_STEP_S = 0.078  # torch TD-MPC2 5m, bare train step, batch 16 x 6, this 2-core CPU
+
+def bench_torch(cfg: TDMPC2Config, batch_size: int, seq: int, steps: int) -> float | None:
+    """Median eager torch step (loss, backward, clip, Adam, target EMA) of the same architecture, seconds."""
+    try:
+        import torch
+
+        from benchmarks.torch_tdmpc2 import TorchTDMPC2, torch_train_step
+    except ImportError as err:
+        print(f"  torch baseline unavailable: {err}")
+        return None
+    torch.manual_seed(0)
+    model = TorchTDMPC2(cfg.to_dict())
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    rng = np.random.default_rng(0)
+    batch = (
+        torch.from_numpy(rng.standard_normal((batch_size, seq, *cfg.obs_shape), dtype=np.float32)),
+        torch.from_numpy(rng.uniform(-1, 1, (batch_size, seq, cfg.action_dim)).astype(np.float32)),
+        torch.from_numpy(rng.standard_normal((batch_size, seq), dtype=np.float32)),
+        torch.zeros(batch_size, seq),
+    )
+    torch_train_step(model, optimizer, batch, cfg.grad_clip)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        torch_train_step(model, optimizer, batch, cfg.grad_clip)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _time(fn: Any, *args: Any, repeats: int) -> float:
@@ -90,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="5m")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--torch-steps", type=int, default=20, help="timed torch steps (0 skips the torch side)")
     parser.add_argument("--no-planners", action="store_true")
     args = parser.parse_args(argv)
 
@@ -107,8 +139,9 @@ def main(argv: list[str] | None = None) -> None:
             f"  train step B={batch_size:3d} x T={seq}: {r['step_s'] * 1e3:7.2f} ms "
             f"({1 / r['step_s']:.0f} steps/s, compile {r['compile_s']:.1f} s)"
         )
-        if batch_size == 16:
-            line += f" | reference torch {REFERENCE_STEP_S * 1e3:.0f} ms -> {REFERENCE_STEP_S / r['step_s']:.1f}x"
+        torch_s = bench_torch(cfg, batch_size, seq, args.torch_steps) if args.torch_steps > 0 else None
+        if torch_s is not None:
+            line += f" | torch (same run) {torch_s * 1e3:.1f} ms -> {torch_s / r['step_s']:.1f}x"
         print(line)
     if not args.no_planners:
         for n in (1, 16):

@@ -24,6 +24,12 @@ improves the loss; worldflux-jax compares (and saves asynchronously) at log inte
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+if str(_Path(__file__).resolve().parents[1]) not in _sys.path:  # `python benchmarks/X.py`: repo root importable
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import statistics
