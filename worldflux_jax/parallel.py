@@ -25,6 +25,7 @@ from worldflux_jax.step import DATA_AXIS
 
 CACHE_ENV = "WORLDFLUX_COMPILATION_CACHE"
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "worldflux", "jax")
+JOIN_GRACE_S = 30  # JAX's own join deadline (which aborts the process) comes this long after ours
 
 
 class DistributedError(WorldFluxError):
@@ -110,12 +111,16 @@ def initialize_distributed(
     if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
         raise ConfigurationError(f"process_id must be an integer in [0, {num_processes}), got {process_id!r}")
     _gloo_on_cpu()
+    if process_id != 0:
+        # JAX's client aborts the whole process (not an exception) when the coordinator never answers: probe it
+        # first, with the same bound, so the caller gets a named error.
+        _probe(coordinator_address, host, int(port), process_id, num_processes, float(timeout_s))
     try:
         jax.distributed.initialize(
             coordinator_address=coordinator_address,
             num_processes=num_processes,
             process_id=process_id,
-            initialization_timeout=int(timeout_s),
+            initialization_timeout=int(timeout_s) + JOIN_GRACE_S,
             heartbeat_timeout_seconds=int(heartbeat_timeout_s),
         )
     except Exception as exc:  # noqa: BLE001 - XLA raises several types (XlaRuntimeError, RuntimeError)
@@ -124,6 +129,24 @@ def initialize_distributed(
             f"{num_processes} within {timeout_s} s: {exc}"
         ) from exc
     return {"process_index": jax.process_index(), "process_count": jax.process_count()}
+
+
+def _probe(address: str, host: str, port: int, process_id: int, num_processes: int, timeout_s: float) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=min(2.0, timeout_s)):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise DistributedError(
+                    f"could not join the job at coordinator {address} as process {process_id} of {num_processes} "
+                    f"within {timeout_s:.0f} s: the coordinator does not answer ({exc})"
+                ) from exc
+            time.sleep(0.25)
 
 
 def _gloo_on_cpu() -> None:

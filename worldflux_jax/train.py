@@ -139,22 +139,34 @@ class _Watchdog:
         self.timeout = float(timeout)
         self.last = time.monotonic()
         self.armed = False
-        self.what = "a train step"
+        self.message = ""
         threading.Thread(target=self._run, name="worldflux-train-watchdog", daemon=True).start()
 
-    def beat(self, what: str = "a train step") -> None:
+    def beat(self, what: str = "a train step", timeout: float | None = None) -> None:
         self.last = time.monotonic()
-        self.what = what
+        if timeout is not None:
+            self.timeout = float(timeout)
+        self.message = (
+            f"no progress for {self.timeout:.0f} s waiting for {what}; a peer process or the coordinator has "
+            "probably died (see --timeout)"
+        )
         self.armed = True
+
+    def expect(self, message: str, timeout: float) -> None:
+        """Arm with a specific message (e.g. while joining the job)."""
+        self.last = time.monotonic()
+        self.timeout = float(timeout)
+        self.message = message
+        self.armed = True
+
+    def disarm(self) -> None:
+        self.armed = False
 
     def _run(self) -> None:
         while True:
             time.sleep(0.5)
             if self.armed and time.monotonic() - self.last > self.timeout:
-                sys.stderr.write(
-                    f"error: no progress for {self.timeout:.0f} s waiting for {self.what}; a peer process or the "
-                    "coordinator has probably died (see --timeout)\n"
-                )
+                sys.stderr.write(f"error: {self.message}\n")
                 sys.stderr.flush()
                 os._exit(EXIT_FAILURE)
 
@@ -179,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     from worldflux_jax.errors import ConfigurationError
     from worldflux_jax.parallel import DistributedError, enable_compilation_cache, initialize_distributed
 
+    watchdog = _Watchdog(args.timeout)
+    if args.coordinator is not None:
+        watchdog.expect(f"could not join the job at coordinator {args.coordinator} as process {args.process_id} of "
+                        f"{args.num_processes} within {args.timeout} s", args.timeout + 5)
     try:
         initialize_distributed(args.coordinator, args.num_processes, args.process_id, auto=args.auto_cluster,
                                timeout_s=args.timeout, heartbeat_timeout_s=max(10, 2 * args.timeout))
@@ -188,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_FAILURE
     try:
+        watchdog.disarm()
         enable_compilation_cache(args.compilation_cache)
-        return _train(args, stop, parser)
+        return _train(args, stop, watchdog)
     except ConfigurationError as exc:
         return _usage_error(parser, str(exc))
     except _Halt as exc:
@@ -204,7 +221,7 @@ class _Halt(RuntimeError):
     pass
 
 
-def _train(args: argparse.Namespace, stop: _Stop, parser: argparse.ArgumentParser) -> int:
+def _train(args: argparse.Namespace, stop: _Stop, watchdog: _Watchdog) -> int:
     import jax
     import numpy as np
     import orbax.checkpoint as ocp
@@ -259,7 +276,6 @@ def _train(args: argparse.Namespace, stop: _Stop, parser: argparse.ArgumentParse
         lambda s: replay.batch(starts, args.seed, s, args.batch_size, args.seq_len, rows), start, args.steps, depth=2
     )
     metrics_file = open(os.path.join(out, "metrics.jsonl"), "a", encoding="utf-8") if main_process else None
-    watchdog = _Watchdog(args.timeout)
     _log(main_process, f"training {args.model} on {len(mesh.devices.flat)} device(s) in {nproc} process(es), "
                        f"steps {start}..{args.steps}, global batch {args.batch_size}")
     inflight: list[Any] = []
@@ -313,7 +329,6 @@ def _train(args: argparse.Namespace, stop: _Stop, parser: argparse.ArgumentParse
         path = write_model_dir(os.path.join(out, "model"), family, *host_params)
         _log(True, f"wrote {path}")
     manager.close()
-    del parser
     return EXIT_OK
 
 
