@@ -362,7 +362,7 @@ class Trainer:
             self.mesh,
             check if callable(check) else None,
         )
-        self.optimizer = self._program.optimizer
+        self.optimizer = self._program.optimizer.tx  # the optax transformation the step applies
         self.custom_optimizer = optimizer is not None
         self.custom_scheduler = scheduler is not None
         self.scheduler = scheduler if scheduler is not None else build_schedule(config)
