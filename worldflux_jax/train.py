@@ -279,6 +279,7 @@ def _train(args: argparse.Namespace, stop: _Stop, watchdog: _Watchdog) -> int:
     _log(main_process, f"training {args.model} on {len(mesh.devices.flat)} device(s) in {nproc} process(es), "
                        f"steps {start}..{args.steps}, global batch {args.batch_size}")
     inflight: list[Any] = []
+    compiled = None
     t0, s0 = time.perf_counter(), start
     step = start
     try:
@@ -286,7 +287,10 @@ def _train(args: argparse.Namespace, stop: _Stop, watchdog: _Watchdog) -> int:
             if stop.code is not None:
                 break
             batch = shard_batch(prefetcher.get(), mesh)
-            state, metrics = step_fn(state, batch, key)
+            if compiled is None:
+                compiled = _compile_in_step(step_fn, state, batch, key, args.timeout, watchdog)
+                t0 = time.perf_counter()
+            state, metrics = compiled(state, batch, key)
             step += 1
             inflight.append(metrics)
             if len(inflight) > 2:
@@ -330,6 +334,22 @@ def _train(args: argparse.Namespace, stop: _Stop, watchdog: _Watchdog) -> int:
         _log(True, f"wrote {path}")
     manager.close()
     return EXIT_OK
+
+
+def _compile_in_step(step_fn: Any, state: Any, batch: Any, key: Any, timeout: int, watchdog: _Watchdog) -> Any:
+    """Compile the step (ahead of time), then wait for every process at a coordination-service barrier: the
+    first collective's gloo/NCCL rendezvous has a short fixed deadline, which a process whose compilation
+    finished much earlier than its peers' would otherwise exceed."""
+    import jax
+    from jax._src import distributed as _distributed
+
+    compiled = step_fn.lower(state, batch, key).compile()
+    client = _distributed.global_state.client
+    if client is not None and jax.process_count() > 1:
+        watchdog.expect(f"the other processes did not finish compiling within {timeout} s", timeout + 5)
+        client.wait_at_barrier("worldflux_jax.train.compiled", timeout_in_ms=int(timeout) * 1000)
+        watchdog.disarm()
+    return compiled
 
 
 def _log(enabled: bool, message: str) -> None:

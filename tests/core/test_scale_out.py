@@ -183,7 +183,7 @@ def test_script_killing_one_process_makes_the_other_exit_and_resume_continues(tm
     out = tmp_path / "killed"
     procs = [
         subprocess.Popen(_script(data, out, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                                 "--process-id", str(i), "--timeout", "20", "--checkpoint-every", "2",
+                                 "--process-id", str(i), "--timeout", "120", "--checkpoint-every", "2",
                                  steps=100000),
                          env=_env(2), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)
