@@ -71,12 +71,14 @@ def bench_bare(family: Any, precision: str, seq: int, steps: int) -> dict[str, f
     params = family.init(jax.random.key(0))
     state = create_train_state(params, optimizer, family.init_extras(params), init_guard(1))
     rng = np.random.default_rng(0)
-    batch = jax.device_put({
-        "obs": rng.standard_normal((BATCH, seq, *cfg.obs_shape)).astype(np.float32),
-        "actions": rng.uniform(-1, 1, (BATCH, seq, cfg.action_dim)).astype(np.float32),
-        "rewards": rng.standard_normal((BATCH, seq)).astype(np.float32),
-        "terminations": np.zeros((BATCH, seq), np.float32),
-    })
+    batch = jax.device_put(
+        {
+            "obs": rng.standard_normal((BATCH, seq, *cfg.obs_shape)).astype(np.float32),
+            "actions": rng.uniform(-1, 1, (BATCH, seq, cfg.action_dim)).astype(np.float32),
+            "rewards": rng.standard_normal((BATCH, seq)).astype(np.float32),
+            "terminations": np.zeros((BATCH, seq), np.float32),
+        }
+    )
     key = jax.random.key(1)
     holder = {"state": state}
 
@@ -111,13 +113,26 @@ def bench_trainer(model_id: str, obs_shape: tuple[int, ...], precision: str, seq
         pass
 
     model = create_world_model(model_id, obs_shape=obs_shape, action_dim=ACTION_DIM)
-    buffer = create_random_buffer(capacity=max(4000, 4 * BATCH * seq), obs_shape=obs_shape, action_dim=ACTION_DIM,
-                                  num_episodes=max(8, 4 * BATCH * seq // 100), episode_length=100, seed=0)
+    buffer = create_random_buffer(
+        capacity=max(4000, 4 * BATCH * seq),
+        obs_shape=obs_shape,
+        action_dim=ACTION_DIM,
+        num_episodes=max(8, 4 * BATCH * seq // 100),
+        episode_length=100,
+        seed=0,
+    )
     timer = Intervals()
     with tempfile.TemporaryDirectory() as out:
-        config = TrainingConfig(total_steps=steps + 5, batch_size=BATCH, sequence_length=seq, log_interval=10**6,
-                                save_interval=10**6, output_dir=out, mixed_precision=precision == "bf16",
-                                auto_quality_check=False)
+        config = TrainingConfig(
+            total_steps=steps + 5,
+            batch_size=BATCH,
+            sequence_length=seq,
+            log_interval=10**6,
+            save_interval=10**6,
+            output_dir=out,
+            mixed_precision=precision == "bf16",
+            auto_quality_check=False,
+        )
         Trainer(model, config, callbacks=[timer]).train(buffer)
     intervals = np.diff(timer.stamps[4:])  # after compile + warm-up
     return 1e3 * float(np.median(intervals))
@@ -199,8 +214,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             trainer_ms = bench_trainer(f"{family_name}:{preset}", obs_shape, precision, seq, steps)
             torch_ms = bench_torch(family_name, config, precision, seq, torch_steps) if torch_steps > 0 else None
             row = {
-                "model": f"{family_name}:{preset}", "obs": list(obs_shape), "precision": precision, "batch": BATCH,
-                "seq": seq, **bare, "trainer_ms": trainer_ms, "torch_ms": torch_ms,
+                "model": f"{family_name}:{preset}",
+                "obs": list(obs_shape),
+                "precision": precision,
+                "batch": BATCH,
+                "seq": seq,
+                **bare,
+                "trainer_ms": trainer_ms,
+                "torch_ms": torch_ms,
                 "trainer_over_bare": trainer_ms / bare["bare_ms"],
                 "torch_over_bare": None if torch_ms is None else torch_ms / bare["bare_ms"],
             }
@@ -208,8 +229,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(json.dumps(row))
     result = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "device": str(device), "device_kind": getattr(device, "device_kind", device.platform),
-        "jax": jax.__version__, "python": platform.python_version(), "quick": bool(args.quick), "rows": rows,
+        "device": str(device),
+        "device_kind": getattr(device, "device_kind", device.platform),
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "quick": bool(args.quick),
+        "rows": rows,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,8 +62,12 @@ def measure(family_name: str, preset: str, batch: int, seq: int, steps: int, dev
         state, metrics = step(state, data, key)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
-    return {"devices": devices, "step_ms": 1e3 * statistics.median(times), "compile_s": compile_s,
-            "traces": step.trace_count}
+    return {
+        "devices": devices,
+        "step_ms": 1e3 * statistics.median(times),
+        "compile_s": compile_s,
+        "traces": step.trace_count,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -89,8 +93,22 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         if jax.default_backend() == "cpu":
             env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
             env["JAX_PLATFORMS"] = "cpu"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(count), "--family", args.family,
-               "--preset", args.preset, "--batch", str(args.batch), "--seq", str(args.seq), "--steps", str(args.steps)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            str(count),
+            "--family",
+            args.family,
+            "--preset",
+            args.preset,
+            "--batch",
+            str(args.batch),
+            "--seq",
+            str(args.seq),
+            "--steps",
+            str(args.steps),
+        ]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = rows[0]["step_ms"]
@@ -99,8 +117,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     for row in rows:
         row["ratio"] = row["step_ms"] / base
         print(f"{row['devices']:>8} {row['step_ms']:>10.2f} {row['ratio']:>8.2f}x {row['compile_s']:>10.1f}")
-    result = {"family": args.family, "preset": args.preset, "batch": args.batch, "seq": args.seq,
-              "backend": jax.default_backend(), "rows": rows}
+    result = {
+        "family": args.family,
+        "preset": args.preset,
+        "batch": args.batch,
+        "seq": args.seq,
+        "backend": jax.default_backend(),
+        "rows": rows,
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return result

@@ -76,8 +76,12 @@ class TorchTDMPC2(nn.Module):
         td = ((self.qs(z, act).mean(0) - target) ** 2).mean()
         zd = z.detach()
         policy = -self.qs(zd, self.policy(zd)).min(0).values.mean()
-        return (float(cfg["consistency_loss_coef"]) * consistency + float(cfg["reward_loss_coef"]) * reward
-                + float(cfg["td_loss_coef"]) * td + float(cfg["policy_loss_coef"]) * policy)
+        return (
+            float(cfg["consistency_loss_coef"]) * consistency
+            + float(cfg["reward_loss_coef"]) * reward
+            + float(cfg["td_loss_coef"]) * td
+            + float(cfg["policy_loss_coef"]) * policy
+        )
 
     @torch.no_grad()
     def update_target(self) -> None:
@@ -86,8 +90,9 @@ class TorchTDMPC2(nn.Module):
             target.lerp_(online, tau)
 
 
-def torch_train_step(model: TorchTDMPC2, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, ...],
-                     grad_clip: float) -> float:
+def torch_train_step(
+    model: TorchTDMPC2, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, ...], grad_clip: float
+) -> float:
     """One eager step: loss, backward, clip, update, target EMA. Returns the loss."""
     optimizer.zero_grad(set_to_none=True)
     loss = model.loss(*batch)

@@ -88,13 +88,15 @@ def initialize_distributed(
             return {"process_index": 0, "process_count": 1}
         _gloo_on_cpu()
         try:
-            jax.distributed.initialize(initialization_timeout=int(timeout_s),
-                                       heartbeat_timeout_seconds=int(heartbeat_timeout_s))
+            jax.distributed.initialize(
+                initialization_timeout=int(timeout_s), heartbeat_timeout_seconds=int(heartbeat_timeout_s)
+            )
         except (RuntimeError, ValueError) as exc:
             raise DistributedError(f"JAX cluster auto-detection failed: {exc}") from exc
         return {"process_index": jax.process_index(), "process_count": jax.process_count()}
-    missing = [n for n, v in zip(("coordinator_address", "num_processes", "process_id"), explicit, strict=True)
-               if v is None]
+    missing = [
+        n for n, v in zip(("coordinator_address", "num_processes", "process_id"), explicit, strict=True) if v is None
+    ]
     if missing:
         raise ConfigurationError(
             f"multi-process training needs coordinator_address, num_processes and process_id together; "
@@ -104,8 +106,9 @@ def initialize_distributed(
         raise ConfigurationError(f"coordinator_address must be 'host:port', got {coordinator_address!r}")
     host, _, port = coordinator_address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigurationError(f"coordinator_address must be 'host:port' with a port in 1..65535, got "
-                                 f"{coordinator_address!r}")
+        raise ConfigurationError(
+            f"coordinator_address must be 'host:port' with a port in 1..65535, got {coordinator_address!r}"
+        )
     if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
         raise ConfigurationError(f"num_processes must be an integer >= 1, got {num_processes!r}")
     if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:

@@ -27,8 +27,14 @@ import jax.numpy as jnp
 
 from worldflux_jax.errors import ConfigurationError
 
-PRECISIONS = {"f32": None, "float32": None, "bf16": jnp.bfloat16, "bfloat16": jnp.bfloat16, "fp16": jnp.bfloat16,
-              "float16": jnp.bfloat16}
+PRECISIONS = {
+    "f32": None,
+    "float32": None,
+    "bf16": jnp.bfloat16,
+    "bfloat16": jnp.bfloat16,
+    "fp16": jnp.bfloat16,
+    "float16": jnp.bfloat16,
+}
 
 LossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 

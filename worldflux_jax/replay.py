@@ -42,8 +42,12 @@ class ReplayFile:
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigurationError(f"--data {self.path}: cannot read the replay file: {exc}") from exc
         n = len(self.obs)
-        if self.obs.shape[1:] != self.obs_shape or self.actions.shape != (n, self.action_dim) or \
-                self.rewards.shape != (n,) or self.dones.shape != (n,):
+        if (
+            self.obs.shape[1:] != self.obs_shape
+            or self.actions.shape != (n, self.action_dim)
+            or self.rewards.shape != (n,)
+            or self.dones.shape != (n,)
+        ):
             raise ConfigurationError(
                 f"--data {self.path}: inconsistent shapes obs {self.obs.shape}, actions {self.actions.shape}, rewards "
                 f"{self.rewards.shape}, dones {self.dones.shape} for obs_shape {self.obs_shape}, action_dim "

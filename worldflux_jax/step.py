@@ -98,9 +98,7 @@ class TrainState:
     guard: Guard | None = None
 
 
-def create_train_state(
-    params: Any, optimizer: Any, extras: Any = None, guard: Guard | None = None
-) -> TrainState:
+def create_train_state(params: Any, optimizer: Any, extras: Any = None, guard: Guard | None = None) -> TrainState:
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), extras=extras, guard=guard
     )

@@ -45,8 +45,16 @@ from worldflux_jax.step import (
     shard_batch,
 )
 
-__all__ = ["DATA_AXIS", "TrainState", "create_train_state", "data_mesh", "main", "make_optimizer",
-           "make_train_step", "shard_batch"]
+__all__ = [
+    "DATA_AXIS",
+    "TrainState",
+    "create_train_state",
+    "data_mesh",
+    "main",
+    "make_optimizer",
+    "make_train_step",
+    "shard_batch",
+]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
@@ -110,8 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-processes", type=_positive_int("--num-processes"), default=None)
     p.add_argument("--process-id", type=_nonnegative_int("--process-id"), default=None)
     p.add_argument("--auto-cluster", action="store_true", help="jax.distributed cluster auto-detection")
-    p.add_argument("--timeout", type=_positive_int("--timeout"), default=600,
-                   help="seconds to wait for the coordinator / for a step before giving up")
+    p.add_argument(
+        "--timeout",
+        type=_positive_int("--timeout"),
+        default=600,
+        help="seconds to wait for the coordinator / for a step before giving up",
+    )
     p.add_argument("--compilation-cache", default="auto", help="JAX compilation cache dir ('none' disables)")
     return p
 
@@ -184,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(v is not None for v in trio) and any(v is None for v in trio):
         return _usage_error(parser, "--coordinator, --num-processes and --process-id must be given together")
     if args.process_id is not None and args.process_id >= args.num_processes:
-        return _usage_error(parser, f"--process-id must be < --num-processes ({args.num_processes}), got "
-                                    f"{args.process_id}")
+        return _usage_error(
+            parser, f"--process-id must be < --num-processes ({args.num_processes}), got {args.process_id}"
+        )
     stop = _Stop()
     stop.install()
     from worldflux_jax.errors import ConfigurationError
@@ -193,11 +206,20 @@ def main(argv: list[str] | None = None) -> int:
 
     watchdog = _Watchdog(args.timeout)
     if args.coordinator is not None:
-        watchdog.expect(f"could not join the job at coordinator {args.coordinator} as process {args.process_id} of "
-                        f"{args.num_processes} within {args.timeout} s", args.timeout + 5)
+        watchdog.expect(
+            f"could not join the job at coordinator {args.coordinator} as process {args.process_id} of "
+            f"{args.num_processes} within {args.timeout} s",
+            args.timeout + 5,
+        )
     try:
-        initialize_distributed(args.coordinator, args.num_processes, args.process_id, auto=args.auto_cluster,
-                               timeout_s=args.timeout, heartbeat_timeout_s=max(10, 2 * args.timeout))
+        initialize_distributed(
+            args.coordinator,
+            args.num_processes,
+            args.process_id,
+            auto=args.auto_cluster,
+            timeout_s=args.timeout,
+            heartbeat_timeout_s=max(10, 2 * args.timeout),
+        )
     except ConfigurationError as exc:
         return _usage_error(parser, f"--coordinator: {exc}")
     except DistributedError as exc:
@@ -276,8 +298,11 @@ def _train(args: argparse.Namespace, stop: _Stop, watchdog: _Watchdog) -> int:
         lambda s: replay.batch(starts, args.seed, s, args.batch_size, args.seq_len, rows), start, args.steps, depth=2
     )
     metrics_file = open(os.path.join(out, "metrics.jsonl"), "a", encoding="utf-8") if main_process else None
-    _log(main_process, f"training {args.model} on {len(mesh.devices.flat)} device(s) in {nproc} process(es), "
-                       f"steps {start}..{args.steps}, global batch {args.batch_size}")
+    _log(
+        main_process,
+        f"training {args.model} on {len(mesh.devices.flat)} device(s) in {nproc} process(es), "
+        f"steps {start}..{args.steps}, global batch {args.batch_size}",
+    )
     inflight: list[Any] = []
     compiled = None
     t0, s0 = time.perf_counter(), start
@@ -303,17 +328,22 @@ def _train(args: argparse.Namespace, stop: _Stop, watchdog: _Watchdog) -> int:
                 host = {k: float(np.asarray(v.addressable_data(0))) for k, v in metrics.items()}
                 watchdog.beat()
                 if host[HALT_KEY] > 0:
-                    raise _Halt(f"Numerical instability at step {int(host[HALT_KEY])}: non-finite loss or gradients "
-                                f"for {args.max_nonfinite_steps} consecutive step(s); parameters kept at step "
-                                f"{int(host[HALT_KEY]) - 1}")
+                    raise _Halt(
+                        f"Numerical instability at step {int(host[HALT_KEY])}: non-finite loss or gradients "
+                        f"for {args.max_nonfinite_steps} consecutive step(s); parameters kept at step "
+                        f"{int(host[HALT_KEY]) - 1}"
+                    )
                 del host[HALT_KEY]
                 rate = (step - s0) / max(time.perf_counter() - t0, 1e-9)
                 record = {"step": step, **host, "steps_per_sec": rate}
                 if metrics_file is not None:
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
-                _log(main_process, f"step {step}/{args.steps} | loss {host['loss']:.6g} | "
-                                   f"skipped {int(host['skipped_steps'])} | {rate:.2f} steps/s")
+                _log(
+                    main_process,
+                    f"step {step}/{args.steps} | loss {host['loss']:.6g} | "
+                    f"skipped {int(host['skipped_steps'])} | {rate:.2f} steps/s",
+                )
             if step % args.checkpoint_every == 0 or step == args.steps:
                 manager.save(step, args=ocp.args.StandardSave(state.replace(guard=None)))
         watchdog.beat("checkpoint writes")
@@ -325,8 +355,10 @@ def _train(args: argparse.Namespace, stop: _Stop, watchdog: _Watchdog) -> int:
             metrics_file.close()
     if stop.code is not None:
         manager.close()
-        _log(main_process, f"stopped by signal at step {step}; the last complete checkpoint is step "
-                           f"{manager.latest_step()}")
+        _log(
+            main_process,
+            f"stopped by signal at step {step}; the last complete checkpoint is step {manager.latest_step()}",
+        )
         return stop.code
     if main_process:
         host_params = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), (state.params, state.extras))

@@ -19,8 +19,23 @@ def _run(args: list[str], cwd: Path, devices: int = 1) -> subprocess.CompletedPr
 
 def test_gpu_suite_quick_mode_writes_json_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "suite"
-    result = _run([str(REPO_ROOT / "benchmarks" / "gpu_suite.py"), "--quick", "--cases", "tdmpc2",
-                   "--precisions", "f32", "--steps", "2", "--torch-steps", "1", "--out", str(out)], cwd=tmp_path)
+    result = _run(
+        [
+            str(REPO_ROOT / "benchmarks" / "gpu_suite.py"),
+            "--quick",
+            "--cases",
+            "tdmpc2",
+            "--precisions",
+            "f32",
+            "--steps",
+            "2",
+            "--torch-steps",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.with_suffix(".json").read_text())
     (row,) = data["rows"]
@@ -30,8 +45,20 @@ def test_gpu_suite_quick_mode_writes_json_and_markdown(tmp_path: Path) -> None:
 
 def test_scaling_benchmark_runs_on_simulated_devices(tmp_path: Path) -> None:
     out = tmp_path / "scaling.json"
-    result = _run([str(REPO_ROOT / "benchmarks" / "scaling.py"), "--devices", "1,2", "--steps", "2", "--batch", "4",
-                   "--json", str(out)], cwd=tmp_path)
+    result = _run(
+        [
+            str(REPO_ROOT / "benchmarks" / "scaling.py"),
+            "--devices",
+            "1,2",
+            "--steps",
+            "2",
+            "--batch",
+            "4",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert [r["devices"] for r in rows] == [1, 2] and all(r["traces"] == 1 for r in rows)

@@ -87,8 +87,14 @@ TRAINER_SCRIPT = textwrap.dedent(
 
 
 def test_trainer_and_ddptrainer_on_four_devices_match_one_device(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-c", TRAINER_SCRIPT, str(tmp_path)], cwd=REPO_ROOT, env=_env(4),
-                            capture_output=True, text=True, timeout=1500)
+    result = subprocess.run(
+        [sys.executable, "-c", TRAINER_SCRIPT, str(tmp_path)],
+        cwd=REPO_ROOT,
+        env=_env(4),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "TRAINERS_OK" in result.stdout
 
@@ -103,8 +109,12 @@ def test_ddp_trainer_needs_use_ddp_and_several_devices(tmp_path: Path) -> None:
         DDPTrainer(model, TrainingConfig(output_dir=str(tmp_path)))
     with pytest.raises(ConfigurationError, match="needs more than one device or process"):
         DDPTrainer(model, TrainingConfig(use_ddp=True, device="cpu", output_dir=str(tmp_path)))
-    assert build_launch_config(TrainingConfig()) == {"enabled": False, "mode": "none", "world_size": 1,
-                                                     "device": TrainingConfig().resolve_device()}
+    assert build_launch_config(TrainingConfig()) == {
+        "enabled": False,
+        "mode": "none",
+        "world_size": 1,
+        "device": TrainingConfig().resolve_device(),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the script
@@ -116,17 +126,41 @@ def _buffer(path: Path) -> Path:
     dones = np.zeros(n, np.float32)
     dones[59::60] = 1.0
     np.savez_compressed(
-        path, obs=rng.standard_normal((n, 6)).astype(np.float32),
-        actions=rng.uniform(-1, 1, (n, 2)).astype(np.float32), rewards=rng.standard_normal(n).astype(np.float32),
-        dones=dones, obs_shape=np.asarray([6]), action_dim=np.asarray(2), capacity=np.asarray(1000),
+        path,
+        obs=rng.standard_normal((n, 6)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+        rewards=rng.standard_normal(n).astype(np.float32),
+        dones=dones,
+        obs_shape=np.asarray([6]),
+        action_dim=np.asarray(2),
+        capacity=np.asarray(1000),
     )
     return path
 
 
 def _script(data: Path, out: Path, *extra: str, steps: int = 3) -> list[str]:
-    return [sys.executable, "-m", "worldflux_jax.train", "--model", "tdmpc2:ci", "--data", str(data), "--steps",
-            str(steps), "--batch-size", "8", "--seq-len", "5", "--lr", "1e-3", "--out", str(out), "--log-every", "1",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "worldflux_jax.train",
+        "--model",
+        "tdmpc2:ci",
+        "--data",
+        str(data),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "5",
+        "--lr",
+        "1e-3",
+        "--out",
+        str(out),
+        "--log-every",
+        "1",
+        *extra,
+    ]
 
 
 def _free_port() -> int:
@@ -143,17 +177,35 @@ def _weights(out: Path) -> dict[str, np.ndarray]:
 
 def test_script_single_device_four_devices_and_two_processes_agree(tmp_path: Path) -> None:
     data = _buffer(tmp_path / "buffer.npz")
-    one = subprocess.run(_script(data, tmp_path / "one"), env=_env(1), cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=900)
+    one = subprocess.run(
+        _script(data, tmp_path / "one"), env=_env(1), cwd=REPO_ROOT, capture_output=True, text=True, timeout=900
+    )
     assert one.returncode == 0, one.stderr[-3000:]
-    four = subprocess.run(_script(data, tmp_path / "four"), env=_env(4), cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=900)
+    four = subprocess.run(
+        _script(data, tmp_path / "four"), env=_env(4), cwd=REPO_ROOT, capture_output=True, text=True, timeout=900
+    )
     assert four.returncode == 0, four.stderr[-3000:]
     port = _free_port()
     procs = [
-        subprocess.Popen(_script(data, tmp_path / "multi", "--coordinator", f"127.0.0.1:{port}", "--num-processes",
-                                 "2", "--process-id", str(i), "--timeout", "300"),
-                         env=_env(2), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            _script(
+                data,
+                tmp_path / "multi",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+                "--timeout",
+                "300",
+            ),
+            env=_env(2),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=900) for p in procs]
@@ -182,10 +234,28 @@ def test_script_killing_one_process_makes_the_other_exit_and_resume_continues(tm
     port = _free_port()
     out = tmp_path / "killed"
     procs = [
-        subprocess.Popen(_script(data, out, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                                 "--process-id", str(i), "--timeout", "120", "--checkpoint-every", "2",
-                                 steps=100000),
-                         env=_env(2), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            _script(
+                data,
+                out,
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+                "--timeout",
+                "120",
+                "--checkpoint-every",
+                "2",
+                steps=100000,
+            ),
+            env=_env(2),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     deadline = time.monotonic() + 600
@@ -203,8 +273,14 @@ def test_script_killing_one_process_makes_the_other_exit_and_resume_continues(tm
     done = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
     assert done, list(checkpoints.iterdir())
     # Resume (one process, 4 devices: same global batches) from the last complete checkpoint.
-    resumed = subprocess.run(_script(data, out, "--resume", steps=done[-1] + 2), env=_env(4), cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _script(data, out, "--resume", steps=done[-1] + 2),
+        env=_env(4),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"(step {done[-1]})" in resumed.stdout
     assert f"steps {done[-1]}..{done[-1] + 2}" in resumed.stdout
@@ -222,16 +298,32 @@ def test_script_bad_arguments_exit_2_naming_the_flag(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
     # A global batch that does not divide by the 4 devices.
-    result = subprocess.run(_script(data, tmp_path / "bad") + ["--batch-size", "6"], env=_env(4), cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        _script(data, tmp_path / "bad") + ["--batch-size", "6"],
+        env=_env(4),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "batch_size=6" in result.stderr and "4 data-parallel" in result.stderr
 
 
 def test_script_coordinator_that_never_answers_times_out_with_a_named_error(tmp_path: Path) -> None:
     data = _buffer(tmp_path / "buffer.npz")
     port = _free_port()  # nobody listens there
-    cmd = _script(data, tmp_path / "lost", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                  "--process-id", "1", "--timeout", "5")
+    cmd = _script(
+        data,
+        tmp_path / "lost",
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        "2",
+        "--process-id",
+        "1",
+        "--timeout",
+        "5",
+    )
     start = time.monotonic()
     result = subprocess.run(cmd, env=_env(1), cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 1, result.stderr[-2000:]

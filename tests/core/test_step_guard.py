@@ -100,8 +100,10 @@ def test_post_update_runs_only_on_applied_updates_under_accumulation():
 def test_parameter_groups_get_their_own_learning_rates():
     params = {"a": jnp.ones(2), "b": jnp.ones(2)}
     grads = {"a": jnp.ones(2), "b": jnp.ones(2)}
-    opt = build_optimizer(OptimizerSpec(name="sgd", learning_rate=0.1),
-                          groups=({"a": "actor", "b": "model"}, {"actor": 0.5, "model": None}))
+    opt = build_optimizer(
+        OptimizerSpec(name="sgd", learning_rate=0.1),
+        groups=({"a": "actor", "b": "model"}, {"actor": 0.5, "model": None}),
+    )
     updates, _ = opt.tx.update(grads, opt.init(params), params)
     new = optax.apply_updates(params, updates)
     np.testing.assert_allclose(new["a"], 0.5)
@@ -138,6 +140,23 @@ def test_eval_step_and_family_check():
     assert set(out) == {"loss", "mse", "target_gap"}
     assert as_family(toy) is toy
     with pytest.raises(ConfigurationError, match="missing: \\['post_update'"):
-        as_family(type("Broken", (), {"family": "x", **{k: getattr(Toy, k) for k in
-                                                         ("init", "init_extras", "train_loss", "make_batch",
-                                                          "planning_model", "torch_state_dict")}})())
+        as_family(
+            type(
+                "Broken",
+                (),
+                {
+                    "family": "x",
+                    **{
+                        k: getattr(Toy, k)
+                        for k in (
+                            "init",
+                            "init_extras",
+                            "train_loss",
+                            "make_batch",
+                            "planning_model",
+                            "torch_state_dict",
+                        )
+                    },
+                },
+            )()
+        )

@@ -84,7 +84,9 @@ class DDPTrainer(Trainer):
                 "DDPTrainer requires TrainingConfig(use_ddp=True); use Trainer for single-device training"
             )
         initialize_distributed(
-            config.coordinator_address, config.num_processes, config.process_id,
+            config.coordinator_address,
+            config.num_processes,
+            config.process_id,
             timeout_s=int(config.distributed_timeout_s),
         )
         if ":" in config.resolve_device():

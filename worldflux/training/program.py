@@ -110,8 +110,15 @@ def _program_key(family: Any, config: TrainingConfig, mesh: Mesh | None) -> Any:
     if spec.scheduler == "none":  # the schedule depends on these only when there is one
         spec = dataclasses.replace(spec, warmup_steps=0, total_steps=1)
     topology = None if mesh is None else (tuple(d.id for d in mesh.devices.flat), mesh.axis_names)
-    return (type(family), type(core_config), described, repr(getattr(family, "scan_unroll", None)), spec,
-            _precision(config), topology)
+    return (
+        type(family),
+        type(core_config),
+        described,
+        repr(getattr(family, "scan_unroll", None)),
+        spec,
+        _precision(config),
+        topology,
+    )
 
 
 def step_program(family: Any, config: TrainingConfig, optimizer: Any, scheduler: Any, mesh: Mesh | None) -> StepProgram:
