@@ -84,12 +84,14 @@ import torch
 
 from worldflux.core.batch import Batch, BatchRequest
 from worldflux.core.exceptions import CheckpointError, ConfigurationError, TrainingError, ValidationError
+from worldflux.core.safe_io import write_json_atomic
 from worldflux.interop import to_jit_input
 from worldflux_jax.train import TrainState, make_train_step
 
 from .callbacks import Callback, CallbackList, CheckpointCallback, LoggingCallback
 from .checkpoint import CHECKPOINT_SCHEMA_VERSION, CheckpointSnapshot, CheckpointWriter, restore_checkpoint
 from .config import TrainingConfig
+from .guards import check_train_steps, prepare_output_dir
 
 __all__ = ["LazyMetrics", "Trainer", "TrainingState", "build_optimizer", "build_schedule"]
 
@@ -735,7 +737,7 @@ class Trainer:
                     f"{exc}"
                 ) from exc
         self.device = self._adapter.device()
-        os.makedirs(config.output_dir, exist_ok=True)
+        self._output_lock = prepare_output_dir(config.output_dir, owner=self)  # one writer per output_dir
         self._validate_contract()
 
         self._program = _step_program(self._adapter, config, optimizer, scheduler)
@@ -941,7 +943,7 @@ class Trainer:
             CheckpointError: ``resume_from`` cannot be loaded, or a checkpoint cannot be written.
         """
         config = self.config
-        total = int(num_steps) if num_steps else int(config.effective_total_steps())
+        total = check_train_steps(num_steps, config.effective_total_steps())
         self.target_steps = total
         provenance = getattr(data, "data_provenance", None)
         if isinstance(provenance, dict):
@@ -1035,7 +1037,8 @@ class Trainer:
             self.callbacks.on_epoch_end(self)
         self.callbacks.on_train_end(self)
         self._write_back()
-        self.save_checkpoint(os.path.join(config.output_dir, "checkpoint_final.pt"))
+        if self._run_steps:  # no final checkpoint when this call trained nothing
+            self.save_checkpoint(os.path.join(config.output_dir, "checkpoint_final.pt"))
         self._write_manifest()
         if config.auto_quality_check:
             self._quality_check()
@@ -1247,10 +1250,7 @@ class Trainer:
         if self.data_provenance:
             manifest["data_provenance"] = self.data_provenance
         path = os.path.join(config.output_dir, "run_manifest.json")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=2, default=str)
-        os.replace(tmp, path)
+        write_json_atomic(path, manifest, default=str)
 
     def _quality_check(self) -> None:
         """Smoke tier: the last metrics and every parameter are finite. Failures only warn."""
