@@ -15,6 +15,7 @@ with the path and the problem.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ __all__ = [
     "fsync_dir",
     "json_depth_ok",
     "load_byte_cap",
+    "not_found_error",
     "open_regular",
     "read_json",
     "sha256_file",
@@ -117,7 +119,7 @@ def open_regular(path: str | os.PathLike[str], error: type[Exception], what: str
     try:
         fd = os.open(shown, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as exc:
-        raise error(f"Cannot read {what} {shown!r}: no such file") from exc
+        raise not_found_error(error)(f"Cannot read {what} {shown!r}: no such file") from exc
     except OSError as exc:
         raise error(f"Cannot read {what} {shown!r}: {exc.strerror or exc}") from exc
     try:
@@ -131,6 +133,13 @@ def open_regular(path: str | os.PathLike[str], error: type[Exception], what: str
     except BaseException:
         os.close(fd)
         raise
+
+
+@functools.cache
+def not_found_error(error: type[Exception]) -> type[Exception]:
+    """A subclass of both ``error`` and ``FileNotFoundError`` (a missing file stays catchable as either, as
+    callers of the reference expect ``FileNotFoundError``)."""
+    return type(f"{error.__name__}FileNotFound", (error, FileNotFoundError), {"__module__": error.__module__})
 
 
 def read_bytes(
