@@ -197,7 +197,7 @@ def parse_json(text: str | bytes, error: type[Exception], what: str, *, max_dept
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        raise error(f"Invalid {what}: not valid JSON ({exc})") from exc
+        raise error(f"Invalid JSON in {what}: {exc}") from exc
 
 
 def read_json(
