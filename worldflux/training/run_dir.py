@@ -1,7 +1,7 @@
 """The life cycle of a run's ``output_dir``: one writer, leftovers of killed runs, checkpoint rotation.
 
-* One writer per directory: :func:`acquire_output_dir` takes an exclusive ``flock`` on
-  ``<output_dir>/.worldflux.lock`` (the holder's pid is written into it for the error message). The lock belongs
+* One writer per directory: :func:`acquire_output_dir` takes an exclusive ``flock`` on the directory itself
+  (nothing is added to it; the holder's pid comes from ``/proc/locks`` for the message). The lock belongs
   to the open file, so it dies with the process (a SIGKILLed run never blocks the next one) and is released
   when the owner (the ``Trainer``) is garbage collected or :meth:`OutputDirLock.release` is called. A second
   writer, in this process or another, gets ``CheckpointError`` naming the directory and the holder.
@@ -30,14 +30,12 @@ from typing import Any
 from worldflux.core.exceptions import CheckpointError
 
 __all__ = [
-    "LOCK_FILE",
     "OutputDirLock",
     "acquire_output_dir",
     "clean_leftovers",
     "periodic_checkpoints",
 ]
 
-LOCK_FILE = ".worldflux.lock"
 _STEP_NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
 _HIDDEN_COPY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|deleted)-[0-9a-f]+$")
 _ORBAX_TMP = ".orbax-checkpoint-tmp"
@@ -45,7 +43,7 @@ _ATOMIC_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
 
 
 class OutputDirLock:
-    """An exclusive ``flock`` on ``<directory>/.worldflux.lock`` held by this process until :meth:`release`."""
+    """An exclusive ``flock`` on ``directory`` held by this process until :meth:`release`."""
 
     def __init__(self, directory: Path, fd: int) -> None:
         self.directory = directory
@@ -88,48 +86,49 @@ def _release_fd(fd: int) -> None:
 
 
 def acquire_output_dir(directory: str | os.PathLike[str], owner: Any = None) -> OutputDirLock:
-    """Lock ``directory`` (created when missing) for one writer; released with ``owner`` or the process.
+    """Lock ``directory`` (which must exist) for one writer; released with ``owner`` or the process.
+
+    The lock is an exclusive ``flock`` on the directory itself (no file is added to it).
 
     Raises:
         CheckpointError: another live writer (this process or another) holds the directory; the message names
-            it and the holder's pid.
+            it and, where the OS tells (``/proc/locks``), the holder's pid.
     """
     import fcntl
 
     root = Path(directory)
-    path = root / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise CheckpointError(f"Cannot lock output_dir {str(root)!r}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        holder = _read_holder(fd)
+        holder = _lock_holder(os.fstat(fd).st_ino)
         os.close(fd)
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise CheckpointError(f"Cannot lock output_dir {str(root)!r}: {exc.strerror or exc}") from exc
         who = "this process" if holder == os.getpid() else f"process {holder}" if holder else "another process"
         raise CheckpointError(
-            f"output_dir {str(root)!r} is in use by another Trainer ({who} holds {LOCK_FILE}); two writers would "
+            f"output_dir {str(root)!r} is in use by another Trainer ({who} holds its lock); two writers would "
             "overwrite each other's checkpoints. Use a different output_dir, or stop the other run (in this "
             "process: drop the other Trainer, e.g. `del trainer`)."
         ) from exc
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-    except OSError:
-        pass
     lock = OutputDirLock(root, fd)
     return lock.bind(owner) if owner is not None else lock
 
 
-def _read_holder(fd: int) -> int | None:
+def _lock_holder(inode: int) -> int | None:
+    """The pid holding a ``flock`` on the file with ``inode`` according to ``/proc/locks`` (Linux), else None."""
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        return int(text) if text.isdigit() else None
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+                    return int(fields[4])
     except (OSError, ValueError):
         return None
+    return None
 
 
 def _remove(path: Path) -> None:
