@@ -131,12 +131,17 @@ def saved_dreamer(dreamer: DreamerV3WorldModel, tmp_path_factory: pytest.TempPat
 
 
 def test_save_pretrained_writes_the_reference_layout(dreamer: DreamerV3WorldModel, saved_dreamer: Path) -> None:
-    assert sorted(os.listdir(saved_dreamer)) == ["config.json", "model.pt", "worldflux_meta.json"]
+    assert sorted(os.listdir(saved_dreamer)) == [
+        "config.json",
+        "model.pt",
+        "model.safetensors",
+        "worldflux_meta.json",
+    ]
     assert json.loads((saved_dreamer / "config.json").read_text()) == dreamer.config.to_dict()
     assert (saved_dreamer / "config.json").read_text() == json.dumps(dreamer.config.to_dict(), indent=2)
     text = (saved_dreamer / "worldflux_meta.json").read_text()
     meta = json.loads(text)
-    assert set(meta) == META_KEYS and text == json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    assert set(meta) == META_KEYS | {"weights_sha256"} and text == json.dumps(meta, indent=2, sort_keys=True) + "\n"
     assert meta["save_format_version"] == 1 and meta["model_type"] == "dreamer" and meta["api_version"] == "v0.2"
     assert meta["contract_fingerprint"] == dreamer.contract_fingerprint()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta["created_at_utc"])
@@ -178,7 +183,12 @@ def test_api_version_is_saved_and_restored(dreamer: DreamerV3WorldModel, tmp_pat
 def test_save_is_atomic_and_overwrites(dreamer: DreamerV3WorldModel, tmp_path: Path) -> None:
     dreamer.save_pretrained(str(tmp_path))
     dreamer.save_pretrained(str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == ["config.json", "model.pt", "worldflux_meta.json"]  # no temp files
+    assert sorted(os.listdir(tmp_path)) == [  # no temp files
+        "config.json",
+        "model.pt",
+        "model.safetensors",
+        "worldflux_meta.json",
+    ]
 
 
 def test_from_pretrained_checks_the_class(saved_dreamer: Path) -> None:
@@ -211,7 +221,10 @@ def test_model_ids_build_fresh_models() -> None:
 
 
 def _corrupt(saved: Path, tmp_path: Path, edit) -> Path:
+    """A copy of ``saved`` in the reference layout (model.pt only, no weights_sha256), then ``edit``ed."""
     directory = shutil.copytree(saved, tmp_path / "broken")
+    (directory / "model.safetensors").unlink()
+    _edit_json("worldflux_meta.json", weights_sha256=None)(directory)
     edit(directory)
     return directory
 
@@ -243,7 +256,7 @@ CORRUPTIONS = {
     "garbled model.pt": (lambda d: (d / "model.pt").write_bytes(b"not a torch file"), "model.pt"),
     "truncated model.pt": (_truncate, "model.pt"),
     "model.pt without a dict": (lambda d: torch.save([torch.zeros(1)], d / "model.pt"), "expected a state dict"),
-    "missing model.pt": (lambda d: (d / "model.pt").unlink(), "model.pt not found"),
+    "missing model.pt": (lambda d: (d / "model.pt").unlink(), "nor model.pt found"),
     "missing tensor": (_edit_weights(lambda w: w.pop("rssm.gru.weight_hh")), r"missing keys \['rssm.gru.weight_hh'\]"),
     "unexpected tensor": (_edit_weights(lambda w: w.update(extra=torch.zeros(2))), r"unexpected keys \['extra'\]"),
     "mis-shaped tensor": (

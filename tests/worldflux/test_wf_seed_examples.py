@@ -263,11 +263,13 @@ def test_seed003_trajectory_and_model_output(dreamer: Any) -> None:
 
 def test_seed003_serialization_contract(dreamer: Any, tmp_path: Path) -> None:
     dreamer.save_pretrained(str(tmp_path / "m"))
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.pt", "worldflux_meta.json"]
+    # the documented files, plus model.safetensors (the integrity/scale-out format, docs/decisions.md)
+    names = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert names == ["config.json", "model.pt", "model.safetensors", "worldflux_meta.json"]
     meta = json.loads((tmp_path / "m" / "worldflux_meta.json").read_text())
     assert set(meta) == {
         "save_format_version", "worldflux_version", "api_version", "model_type", "contract_fingerprint",
-        "created_at_utc",
+        "created_at_utc", "weights_sha256",
     }
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import math
+import numbers
 import os
 import types
 import typing
@@ -31,9 +32,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union
 
+import numpy as np
+
 from worldflux_jax import config as _core
 from worldflux_jax.config import DynamicsType, LatentType
 from worldflux_jax.errors import ConfigurationError
+
+from .safe_io import not_found_error, read_json, write_json_atomic
 
 __all__ = [
     "CONFIG_REGISTRY",
@@ -183,6 +188,62 @@ def _check_value(name: str, value: Any, ftype: _FieldType, config_name: str | No
     return value
 
 
+# Fields that are discount factors: (0, 1].
+_DISCOUNT_FIELDS = ("gamma", "discount")
+
+
+def _field_value_ok(value: Any, ftype: _FieldType) -> bool:
+    """True when `value` has the field's declared type (ints for int fields, finite numbers for float fields)."""
+    if value is None:
+        return ftype.optional or ftype.kind == "any"
+    kind = ftype.kind
+    if kind == "bool":
+        return isinstance(value, bool | np.bool_)
+    if kind == "int":
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+    if kind == "float":
+        return _is_real(value) and math.isfinite(float(value))
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "enum":
+        assert ftype.enum is not None
+        return isinstance(value, ftype.enum) or value in {m.value for m in ftype.enum}
+    if kind == "tuple":
+        if not isinstance(value, tuple | list):
+            return False
+        item = ftype.item
+        return item is None or item.kind not in ("int", "float") or all(_field_value_ok(v, item) for v in value)
+    if kind == "dict":
+        if not isinstance(value, Mapping):
+            return False
+        item = ftype.item
+        values = value.values()
+        return item is None or item.kind not in ("int", "float") or all(_field_value_ok(v, item) for v in values)
+    return True
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def _check_field_types(config: Any) -> None:
+    """Raise ConfigurationError naming the first field whose value has the wrong type (a float layer size, a
+    NaN/inf float such as a NaN learning rate or free nats, a str for a number, ...) or a discount outside (0, 1]."""
+    name = getattr(config, "model_name", None)
+    name = name if isinstance(name, str) else None
+    for field_name, ftype in _field_types(type(config)).items():
+        value = getattr(config, field_name)
+        if not _field_value_ok(value, ftype):
+            raise ConfigurationError(
+                f"Config field '{field_name}' expects {ftype.describe()}"
+                f"{' (finite)' if ftype.kind == 'float' or (ftype.item and ftype.item.kind == 'float') else ''}, "
+                f"got {type(value).__name__} {value!r}",
+                config_name=name,
+            )
+        if field_name in _DISCOUNT_FIELDS and value is not None and not 0.0 < float(value) <= 1.0:
+            raise ConfigurationError(f"{field_name} must be in (0, 1], got {value!r}", config_name=name)
+
+
 def _deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overlay.items():
@@ -244,6 +305,10 @@ class WorldModelConfig(_core.WorldModelConfig):
         >>> WorldModelConfig.load("my_model")  # the DreamerV3Config back
         DreamerV3Config(model='ci', obs_shape=(3, 64, 64), action_dim=4, hidden_dim=32)
     """
+
+    def __post_init__(self) -> None:
+        _check_field_types(self)  # before the core normalises (int() would truncate a float layer size)
+        super().__post_init__()
 
     # ---- overrides -------------------------------------------------------------------------------
     def with_overrides(self: C, **overrides: Any) -> C:
@@ -362,10 +427,7 @@ class WorldModelConfig(_core.WorldModelConfig):
         target = Path(path)
         if target.is_dir():
             target = target / CONFIG_FILE_NAME
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=2)
-        return target
+        return write_json_atomic(target, self.to_dict(), indent=2)
 
     @classmethod
     def load(cls: type[C], path: str | os.PathLike[str]) -> C:
@@ -389,25 +451,24 @@ class WorldModelConfig(_core.WorldModelConfig):
                         f"'{text}' is a {type(config).__name__}, not a {cls.__name__}", config_name=text
                     )
                 return config
-            raise FileNotFoundError(
+            raise not_found_error(ConfigurationError)(
                 f"Config path not found: {text} (expected a directory containing {CONFIG_FILE_NAME}, "
                 "a .json file, or a 'type:size' id such as 'dreamerv3:size12m')"
             )
         config_path = source / CONFIG_FILE_NAME if source.is_dir() else source
-        if not config_path.is_file():
-            raise FileNotFoundError(f"Config file not found: {config_path}")
-        try:
-            with open(config_path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"Invalid JSON in config file: {exc}", config_name=str(config_path)) from exc
+        if not config_path.exists():
+            raise not_found_error(ConfigurationError)(f"Config file not found: {config_path}")
+        data = read_json(config_path, ConfigurationError, "config file")
         if not isinstance(data, dict):
             raise ConfigurationError(
                 f"Config file must hold a JSON object, got {type(data).__name__}", config_name=str(config_path)
             )
         if "model_type" not in data:
             raise ConfigurationError("Config missing required field: model_type", config_name=str(config_path))
-        return _class_for(cls, data, str(config_path)).from_dict(data)
+        try:
+            return _class_for(cls, data, str(config_path)).from_dict(data)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+            raise ConfigurationError(f"Invalid config file: {exc}", config_name=str(config_path)) from exc
 
     @classmethod
     def from_yaml(cls: type[C], path: str | os.PathLike[str]) -> C:

@@ -48,6 +48,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from worldflux.core.pretrained_io import (
+    SAFETENSORS_FILE,
+    read_config,
+    read_meta,
+    read_weights,
+    save_pretrained_files,
+    weights_file,
+)
 from worldflux.interop import (
     array_kind,
     cpu_to_torch,
@@ -1153,16 +1161,12 @@ class WorldModel(ABC):
         """Save model weights and config using a unified directory layout.
 
         Writes (each file atomically: a temporary file then ``os.replace``) ``config.json``
-        (``config.to_dict()``, indent 2), ``model.pt`` (``torch.save`` of ``state_dict()``, loadable with
-        ``torch.load(..., weights_only=True)``) and ``worldflux_meta.json`` (``save_format_version``,
-        ``worldflux_version``, ``api_version``, ``model_type``, ``contract_fingerprint``, ``created_at_utc``;
-        indent 2, sorted keys, trailing newline).
+        (``config.to_dict()``, indent 2), ``model.safetensors`` and ``model.pt`` (the ``state_dict()`` with
+        safetensors and with ``torch.save``, loadable with ``torch.load(..., weights_only=True)``) and
+        ``worldflux_meta.json`` (``save_format_version``, ``worldflux_version``, ``api_version``, ``model_type``,
+        ``contract_fingerprint``, ``created_at_utc``, ``weights_sha256``; indent 2, sorted keys, trailing
+        newline). See ``worldflux.core.pretrained_io``.
         """
-        root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(root / CONFIG_FILE, lambda f: f.write(json.dumps(self.config.to_dict(), indent=2).encode()))
-        state = self.state_dict()
-        _atomic_write(root / WEIGHTS_FILE, lambda f: torch.save(state, f))
         meta = {
             "save_format_version": SAVE_FORMAT_VERSION,
             "worldflux_version": _worldflux_version(),
@@ -1171,8 +1175,7 @@ class WorldModel(ABC):
             "contract_fingerprint": self.contract_fingerprint(),
             "created_at_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
-        text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-        _atomic_write(root / META_FILE, lambda f: f.write(text.encode()))
+        save_pretrained_files(path, config=self.config.to_dict(), state_dict=self.state_dict(), meta=meta)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> WorldModel:
@@ -1301,21 +1304,6 @@ def _worldflux_version() -> str:
     return str(getattr(worldflux, "__version__", "0.1.1.dev0"))
 
 
-def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    """Write `path` through a temporary file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _model_class(model_type: str) -> type[WorldModel] | None:
     """The registered ``WorldModel`` subclass for `model_type`, importing the bundled ones on demand."""
     cls = WorldModel._registry.get(model_type)
@@ -1325,13 +1313,6 @@ def _model_class(model_type: str) -> type[WorldModel] | None:
     return cls
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"Cannot read {what} {path}: {exc}") from exc
-
-
 def load_pretrained_directory(
     path: str | os.PathLike[str], expected_class: type[WorldModel] | None = None
 ) -> WorldModel:
@@ -1339,9 +1320,11 @@ def load_pretrained_directory(
 
     Steps: read ``config.json`` and build the config of its ``model_type``; check ``worldflux_meta.json`` when
     present (``save_format_version`` in {None, 1, "1"}, ``model_type`` equal to the config's,
-    ``contract_fingerprint`` equal to the rebuilt model's, computed from the config alone); load ``model.pt``
-    with ``torch.load(weights_only=True)`` strictly (every tensor present, none unknown, shapes equal); restore
-    ``_wf_api_version`` from the meta file. No random initialization happens.
+    ``contract_fingerprint`` equal to the rebuilt model's, computed from the config alone); load
+    ``model.safetensors`` (preferred) or ``model.pt`` (``torch.load(weights_only=True)``), verified against
+    ``weights_sha256`` when the meta file lists it, strictly (every tensor present, none unknown, shapes equal);
+    restore ``_wf_api_version`` from the meta file. No random initialization happens. File reading:
+    ``worldflux.core.pretrained_io``.
 
     Raises:
         CheckpointError: any missing, unreadable or inconsistent file, naming `path` and the problem.
@@ -1349,11 +1332,7 @@ def load_pretrained_directory(
     """
     root = Path(path)
     config_path = root / CONFIG_FILE
-    if not config_path.is_file():
-        raise CheckpointError(f"Cannot load {root}: {CONFIG_FILE} not found")
-    data = _read_json(config_path, "config")
-    if not isinstance(data, dict) or not data.get("model_type"):
-        raise CheckpointError(f"Invalid {config_path}: expected a JSON object with a 'model_type' field")
+    data = read_config(root)
     model_type = str(data["model_type"])
     model_cls = _model_class(model_type)
     if model_cls is None:
@@ -1371,11 +1350,8 @@ def load_pretrained_directory(
         raise CheckpointError(f"Invalid {config_path}: {exc}") from exc
 
     meta_path = root / META_FILE
-    meta: dict[str, Any] = {}
-    if meta_path.exists():
-        meta = _read_json(meta_path, "metadata")
-        if not isinstance(meta, dict):
-            raise CheckpointError(f"Invalid {meta_path}: expected a JSON object")
+    meta = read_meta(root)
+    if meta:
         version = meta.get("save_format_version")
         if version not in (None, 1, "1"):
             raise CheckpointError(
@@ -1397,18 +1373,11 @@ def load_pretrained_directory(
                     f"{expected}; the checkpoint is not compatible with the current runtime."
                 )
 
-    weights_path = root / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise CheckpointError(f"Cannot load {root}: {WEIGHTS_FILE} not found")
-    try:
-        state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
-        raise CheckpointError(f"Cannot read {weights_path}: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(state_dict, Mapping) or not all(isinstance(k, str) for k in state_dict):
-        raise CheckpointError(f"Invalid {weights_path}: expected a state dict (names -> tensors)")
+    weights_path = weights_file(root)
+    state_dict = read_weights(root, meta)
     try:
         model = model_cls._from_state_dict(config, state_dict)
-    except CheckpointError as exc:
+    except (CheckpointError, ValueError, TypeError) as exc:
         raise CheckpointError(f"Cannot load {weights_path}: {exc}") from exc
     api_version = meta.get("api_version")
     if api_version in _API_VERSIONS:
@@ -1451,7 +1420,7 @@ def _from_hub(repo: str, **kwargs: Any) -> WorldModel:
     local = huggingface_hub.snapshot_download(
         repo_id,
         revision=kwargs.get("revision") or revision or "main",
-        allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, META_FILE],
+        allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, SAFETENSORS_FILE, META_FILE],
         **{k: kwargs[k] for k in hub_keys if k in kwargs},
     )
     return load_pretrained_directory(local)

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .exceptions import ShapeMismatchError, StateError
+from .safe_io import parse_json
 
 __all__ = ["State", "STATE_DTYPE_NAMES"]
 
@@ -267,6 +268,8 @@ class State:
                 or non-object JSON, header/metadata version mismatch, missing tensor list, malformed tensor
                 spec (name, dtype, shape, nbytes), truncated data, trailing bytes, or non-object meta.
         """
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise StateError(f"State payload must be bytes, bytearray or memoryview, got {type(payload).__name__}")
         data = bytes(payload)
         if len(data) < _HEADER.size:
             raise StateError(f"State payload is too short for binary header ({len(data)} < {_HEADER.size} bytes)")
@@ -285,8 +288,8 @@ class State:
                 f"State payload is truncated (metadata length {meta_len} out of range for {len(data)}-byte payload)"
             )
         try:
-            metadata = json.loads(data[_HEADER.size : offset].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            metadata = parse_json(data[_HEADER.size : offset], StateError, "State metadata")
+        except StateError as exc:
             raise StateError(f"Failed to decode State metadata JSON: {exc}") from exc
         if not isinstance(metadata, dict):
             raise StateError(f"State metadata must decode into a JSON object, got {type(metadata).__name__}")
@@ -443,6 +446,8 @@ class State:
                     handle = shared_memory.SharedMemory(name=shm_name, create=False)
                 except FileNotFoundError as exc:
                     raise StateError(f"{where}: shared-memory segment {shm_name!r} does not exist") from exc
+                except (OSError, ValueError) as exc:  # invalid name, permissions, ...
+                    raise StateError(f"{where}: cannot attach shared-memory segment {shm_name!r}: {exc}") from exc
                 handles.append(handle)
                 if handle.size < nbytes:
                     raise StateError(f"{where}: segment {shm_name!r} has {handle.size} bytes, needs {nbytes}")

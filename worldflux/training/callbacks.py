@@ -410,7 +410,8 @@ class CheckpointCallback(Callback):
     """Save checkpoints every ``save_interval`` steps and whenever the loss improves.
 
     Writes ``<output_dir>/checkpoint_{step}.pt`` when ``step % save_interval == 0`` (keeping the newest
-    ``max_checkpoints`` of those this callback saved; None keeps all) and, with ``save_best``,
+    ``max_checkpoints`` of all periodic checkpoints in ``output_dir``, including those of earlier runs and
+    restarts; None keeps all) and, with ``save_best``,
     ``<output_dir>/checkpoint_best.pt`` whenever ``state.metrics["loss"]`` is below the best loss seen so far
     (compared on the steps where the trainer has synced its metrics, see the module docstring), updating
     ``trainer.state.best_loss``. Saves are asynchronous: the step loop continues while orbax writes; when a
@@ -447,8 +448,14 @@ class CheckpointCallback(Callback):
         self._next_best_time = -math.inf  # time.monotonic() before which best saves are held back
 
     def on_train_begin(self, trainer: Any) -> None:
+        from .run_dir import periodic_checkpoints
+
         os.makedirs(self.output_dir, exist_ok=True)
         self.best_loss = min(self.best_loss, float(trainer.state.best_loss))
+        # rotation covers every periodic checkpoint in output_dir, from earlier runs and restarts too
+        on_disk = [os.path.join(self.output_dir, p.name) for p in periodic_checkpoints(self.output_dir)]
+        self.saved_checkpoints = on_disk + [p for p in self.saved_checkpoints if p not in on_disk]
+        self._rotate(trainer)
 
     def on_train_end(self, trainer: Any) -> None:
         self._write_pending_best(trainer)

@@ -32,7 +32,6 @@ not match the fingerprints recorded at save time (corruption).
 from __future__ import annotations
 
 import atexit
-import json
 import math
 import os
 import queue
@@ -52,6 +51,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from worldflux.core.exceptions import CheckpointError
+from worldflux.core.safe_io import fsync_dir, read_json, write_json_atomic
+
+from .checkpoint_meta import metadata_fingerprint, validate_metadata
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -63,8 +65,10 @@ __all__ = [
     "flatten_tree",
     "is_finalized",
     "latest_checkpoint",
+    "metadata_fingerprint",
     "read_checkpoint_metadata",
     "restore_checkpoint",
+    "validate_metadata",
 ]
 
 CHECKPOINT_FORMAT = "worldflux-jax.orbax-checkpoint"
@@ -133,30 +137,6 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temp file in the same directory, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -188,12 +168,9 @@ def _read_marker(path: Path) -> dict[str, Any]:
             "interrupted before it finished, or the directory is not a worldflux-jax checkpoint)"
         )
     try:
-        with open(marker, encoding="utf-8") as handle:
-            payload = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"Checkpoint {str(path)!r} is corrupted: unreadable marker {MARKER_FILE!r}: {exc}"
-        ) from exc
+        payload = read_json(marker, CheckpointError, f"checkpoint marker {MARKER_FILE!r}")
+    except CheckpointError as exc:
+        raise CheckpointError(f"Checkpoint {str(path)!r} is corrupted: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"Checkpoint {str(path)!r} is corrupted: marker {MARKER_FILE!r} does not describe a "
@@ -202,13 +179,27 @@ def _read_marker(path: Path) -> dict[str, Any]:
     version = payload.get("schema_version")
     if version != CHECKPOINT_SCHEMA_VERSION:
         raise CheckpointError(
-            f"Checkpoint {str(path)!r} has schema_version {version!r}; this version reads "
-            f"{CHECKPOINT_SCHEMA_VERSION}"
+            f"Checkpoint {str(path)!r} has schema_version {version!r}; this version reads {CHECKPOINT_SCHEMA_VERSION}"
         )
     leaves = payload.get("leaves")
-    if not isinstance(leaves, list) or not all(isinstance(e, dict) and "path" in e for e in leaves):
+    if not isinstance(leaves, list) or not all(_valid_entry(e) for e in leaves):
         raise CheckpointError(f"Checkpoint {str(path)!r} is corrupted: marker has no valid 'leaves' table")
     return payload
+
+
+def _valid_entry(entry: Any) -> bool:
+    """A leaf record of the marker: path (str), shape (list of non-negative ints), dtype (str)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return False
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        return False
+    fingerprint = entry.get("fingerprint")
+    if fingerprint is not None and not (
+        isinstance(fingerprint, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in fingerprint)
+    ):
+        return False
+    return isinstance(entry.get("dtype"), str)
 
 
 def is_finalized(path: str | os.PathLike[str]) -> bool:
@@ -227,8 +218,7 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         CheckpointError: the path is missing or not a finalised checkpoint.
     """
     resolved = _resolve_existing(Path(path))
-    metadata = _read_marker(resolved).get("metadata", {})
-    return dict(metadata) if isinstance(metadata, dict) else {}
+    return validate_metadata(str(path), _read_marker(resolved))
 
 
 def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
@@ -274,7 +264,7 @@ def _install(staging: Path, target: Path) -> None:
         old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
         os.rename(target, old)
     os.rename(staging, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     if old is not None:
         _remove(old)
     for kind in ("old", "tmp", "deleted"):
@@ -394,6 +384,7 @@ class CheckpointWriter:
             "leaves": table,
             "metadata": _json_safe(dict(metadata or {})),
         }
+        payload["metadata_sha256"] = metadata_fingerprint(payload["metadata"])
         return CheckpointSnapshot(arrays, payload)
 
     def save(
@@ -484,7 +475,7 @@ class CheckpointWriter:
                 raise CheckpointError(f"orbax did not produce the staging directory {str(staging)!r}")
             for entry, array in zip(job.payload["leaves"], job.arrays.values(), strict=True):
                 entry["fingerprint"] = _fingerprint(array)
-            _write_json_atomic(staging / MARKER_FILE, job.payload)
+            write_json_atomic(staging / MARKER_FILE, job.payload, make_parents=False)
             _install(staging, target)
             for copy in job.copies:
                 if copy == target:
@@ -581,11 +572,21 @@ def restore_checkpoint(
         CheckpointError: missing path, incomplete (no marker) or corrupted checkpoint, structure mismatch,
             unreadable arrays or fingerprint mismatch; the message names the path and the problem.
     """
+    try:
+        shown = os.fspath(path)
+        return _restore(Path(os.path.abspath(shown)), shown, template, sharding)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, IndexError, MemoryError, RecursionError) as exc:
+        raise CheckpointError(f"Failed to load checkpoint from {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _restore(target: Path, shown: str, template: Any, sharding: Any) -> tuple[Any, dict[str, Any]]:
     import orbax.checkpoint as ocp
 
-    resolved = _resolve_existing(Path(os.path.abspath(os.fspath(path))))
-    shown = str(path)
+    resolved = _resolve_existing(target)
     marker = _read_marker(resolved)
+    metadata = validate_metadata(shown, marker)
     entries = marker["leaves"]
     paths, leaves, treedef = flatten_tree(template)
     saved_paths = [str(e["path"]) for e in entries]
@@ -624,8 +625,7 @@ def restore_checkpoint(
     arrays = [restored[_leaf_name(i)] for i in range(len(entries))]
     _verify_fingerprints(shown, entries, arrays)
     arrays = [jax.device_put(a.T, a.sharding) if old else a for a, old in zip(arrays, legacy, strict=True)]
-    metadata = marker.get("metadata", {})
-    return jax.tree_util.tree_unflatten(treedef, arrays), dict(metadata) if isinstance(metadata, dict) else {}
+    return jax.tree_util.tree_unflatten(treedef, arrays), metadata
 
 
 # DreamerV3 GRU weights were stored as Flax-style kernels `[in, 3H]` until the cell switched to torch's layout

@@ -15,7 +15,6 @@ This module imports neither torch nor JAX at import time (JAX only inside ``reso
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from worldflux.core.exceptions import ConfigurationError
+from worldflux.core.safe_io import read_json, write_json_atomic
 
 __all__ = ["TrainingConfig"]
 
@@ -35,6 +35,7 @@ _MIXED_PRECISION_DTYPES: tuple[str, ...] = ("float16", "bfloat16")
 _DISTRIBUTED_MODES: tuple[str, ...] = ("none", "ddp")
 _DDP_BACKENDS: tuple[str, ...] = ("nccl", "gloo")
 _ENV_MODES: tuple[str, ...] = ("sync", "async", "auto")
+_MAX_SEED = 2**32 - 1  # numpy's global seed range (the reference seeds numpy with it)
 
 # JAX backend/platform name -> the device vocabulary of the WorldFlux docs.
 _JAX_BACKEND_TO_DEVICE: dict[str, str] = {"gpu": "cuda", "cuda": "cuda", "rocm": "cuda", "tpu": "tpu", "metal": "mps"}
@@ -181,11 +182,14 @@ class TrainingConfig:
             self._check_real("grad_clip", positive=False)
         self._check_real("weight_decay", positive=False)
         self._check_int("warmup_steps", minimum=0)
-        for name in ("log_interval", "eval_interval", "save_interval", "seed", "prefetch_factor"):
+        for name in ("log_interval", "eval_interval", "save_interval", "prefetch_factor"):
             self._check_int(name, minimum=None)
+        self._check_int("seed", minimum=0)
+        if self.seed > _MAX_SEED:
+            raise ConfigurationError(f"seed must be an integer in [0, {_MAX_SEED}], got {self.seed}")
 
-        if not isinstance(self.output_dir, str):
-            raise ConfigurationError(f"output_dir must be a string path, got {self.output_dir!r}")
+        if not isinstance(self.output_dir, str) or not self.output_dir.strip():
+            raise ConfigurationError(f"output_dir must be a non-empty string path, got {self.output_dir!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ConfigurationError(
                 f"device must be a non-empty string such as 'auto', 'cpu' or 'cuda', got {self.device!r}"
@@ -296,19 +300,25 @@ class TrainingConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the config as JSON (indent 2) to ``path``, creating parent directories."""
-        filepath = Path(path)
-        filepath.parent.mkdir(parents=True, exist_ok=True)
-        with open(filepath, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=2)
+        write_json_atomic(Path(path), self.to_dict(), indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainingConfig:
-        """Read a config written by ``save`` (or any JSON object of field values) and validate it."""
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+        """Read a config written by ``save`` (or any JSON object of field values) and validate it.
+
+        Raises:
+            ConfigurationError: the file is missing, not a regular file, too large or too deeply nested, not JSON,
+                not an object, has unknown keys or invalid values; the message names the path.
+        """
+        data = read_json(path, ConfigurationError, "TrainingConfig file")
         if not isinstance(data, dict):
             raise ConfigurationError(f"TrainingConfig file {str(path)!r} must contain a JSON object")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except TypeError as exc:
+            raise ConfigurationError(f"TrainingConfig file {str(path)!r}: {exc}") from exc
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"TrainingConfig file {str(path)!r}: {exc}") from exc
 
     def with_updates(self, **kwargs: Any) -> TrainingConfig:
         """A new, validated config with ``kwargs`` replacing the corresponding fields (``self`` is unchanged)."""

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import threading
 import warnings
-import zipfile
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,6 +47,7 @@ from worldflux.core.batch import Batch
 from worldflux.core.exceptions import BufferError, ConfigurationError, ShapeMismatchError
 
 from .prefetch import Prefetcher, PrefetchTimeout, sample_call
+from .replay_io import arrays_checksum, load_npz, load_parquet
 
 __all__ = [
     "PrefetchBatchProvider",
@@ -483,69 +483,44 @@ class ReplayBuffer:
         """Write the stored rows (oldest first) with ``np.savez_compressed``.
 
         Keys: ``obs [N, *obs_shape]``, ``actions [N, A]``, ``rewards [N]``, ``dones [N]``, ``obs_shape`` (int64
-        array), ``action_dim`` and ``capacity`` (int64 scalars). Parent directories are created.
+        array), ``action_dim`` and ``capacity`` (int64 scalars) and ``checksum`` (see ``replay_io``). Parent
+        directories are created.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = self._stored_rows()
+        obs, actions, rewards, dones = self._obs[rows], self._actions[rows], self._rewards[rows], self._dones[rows]
         np.savez_compressed(
             path,
-            obs=self._obs[rows],
-            actions=self._actions[rows],
-            rewards=self._rewards[rows],
-            dones=self._dones[rows],
+            obs=obs,
+            actions=actions,
+            rewards=rewards,
+            dones=dones,
             obs_shape=np.asarray(self.obs_shape, dtype=np.int64),
             action_dim=np.asarray(self.action_dim, dtype=np.int64),
             capacity=np.asarray(self.capacity, dtype=np.int64),
+            checksum=np.asarray(arrays_checksum(obs, actions, rewards, dones)),
         )
 
     @classmethod
-    def load(cls: type[_BufferT], path: str | Path, *, obs_dtype: type = np.float32) -> _BufferT:
+    def load(
+        cls: type[_BufferT], path: str | Path, *, obs_dtype: type = np.float32, on_nonfinite: str = "warn"
+    ) -> _BufferT:
         """Load a ``.npz`` buffer with schema validation (``allow_pickle=False``).
 
         Required keys: ``obs``, ``actions``, ``rewards``, ``dones``, ``obs_shape``, ``action_dim``; ``capacity``
         is optional (default ``max(N, 1)``, the 6-key layout of the Training API page). Episode boundaries are
         rebuilt from ``dones > 0.5``. Observations are stored as ``obs_dtype`` (float32 as in the reference).
+        Untrusted-file checks (sizes before allocation, checksum, dtypes, NaN/inf per ``on_nonfinite`` =
+        ``"warn"`` | ``"raise"``): ``worldflux.training.replay_io``.
 
         Raises:
-            BufferError: unreadable file, missing keys, invalid ``obs_shape``/``action_dim``/``capacity`` metadata,
-                ``obs``/``actions``/``rewards``/``dones`` shapes that disagree with the metadata or each other, or
-                more rows than ``capacity``.
+            BufferError: unreadable or special file, missing keys, invalid ``obs_shape``/``action_dim``/``capacity``
+                metadata, ``obs``/``actions``/``rewards``/``dones`` shapes that disagree with the metadata or each
+                other, more rows than ``capacity``, sizes over the load limit, a checksum mismatch, or (``"raise"``)
+                non-finite obs/rewards; the message names the path.
         """
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise BufferError(f"Cannot read replay buffer file {str(path)!r}: {exc}") from exc
-        if not hasattr(archive, "files"):
-            raise BufferError(f"Invalid replay buffer file {str(path)!r}: expected an .npz archive of named arrays")
-        with archive as data:
-            missing = sorted(set(_NPZ_KEYS[:-1]).difference(data.files))
-            if missing:
-                raise BufferError(f"Invalid replay buffer file: missing keys {missing}")
-            try:
-                obs, actions = data["obs"], data["actions"]
-                rewards, dones = data["rewards"], data["dones"]
-                obs_shape_raw, action_dim_raw = data["obs_shape"], data["action_dim"]
-                capacity_raw = data["capacity"] if "capacity" in data.files else None
-            except (OSError, ValueError, zipfile.BadZipFile) as exc:  # e.g. object arrays (pickle is refused)
-                raise BufferError(f"Invalid replay buffer file: {exc}") from exc
-
-        obs_shape = _shape_metadata(obs_shape_raw)
-        action_dim = _int_metadata(action_dim_raw, "action_dim")
-        capacity = None if capacity_raw is None else _int_metadata(capacity_raw, "capacity")
-        cls._validate_rows(obs, actions, rewards, dones, obs_shape, action_dim)
-        size = int(obs.shape[0])
-        if capacity is None:
-            capacity = max(size, 1)
-        if size > capacity:
-            raise BufferError(
-                f"Invalid replay buffer file: number of stored rows exceeds capacity ({size} > {capacity})"
-            )
-        buffer = cls(capacity=capacity, obs_shape=obs_shape, action_dim=action_dim, obs_dtype=obs_dtype)
-        buffer._set_contents(obs, actions, rewards, dones)
-        return buffer
+        return load_npz(cls, path, obs_dtype=obs_dtype, on_nonfinite=on_nonfinite)
 
     @staticmethod
     def _validate_rows(
@@ -605,6 +580,12 @@ class ReplayBuffer:
             "obs_shape": list(self.obs_shape),
             "action_dim": self.action_dim,
             "capacity": self.capacity,
+            "checksum": arrays_checksum(
+                self._obs[rows].astype(np.float32).reshape(size, *self.obs_shape),
+                self._actions[rows],
+                self._rewards[rows],
+                self._dones[rows],
+            ),
         }
         schema = pa.schema(
             [pa.field(name, pa.float32()) for name in names], metadata={_PARQUET_META_KEY: json.dumps(meta)}
@@ -615,67 +596,16 @@ class ReplayBuffer:
         pq.write_table(table, path, compression=compression)
 
     @classmethod
-    def from_parquet(cls: type[_BufferT], path: str | Path) -> _BufferT:
+    def from_parquet(cls: type[_BufferT], path: str | Path, *, on_nonfinite: str = "warn") -> _BufferT:
         """Load a buffer written by ``to_parquet``; episodes are rebuilt from ``done > 0.5``.
 
         Raises:
             BufferError: pyarrow missing, unreadable file, missing/invalid ``worldflux_replay_meta`` metadata
-                (format_version, obs_shape, action_dim, capacity), missing columns, or more rows than capacity.
+                (format_version, obs_shape, action_dim, capacity), missing or undeclared columns, non-numeric
+                columns, more rows than capacity, sizes over the load limit, a checksum mismatch, or (``"raise"``)
+                non-finite obs/rewards (see ``worldflux.training.replay_io``).
         """
-        pa, pq = _require_pyarrow()
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise BufferError(f"Cannot read Parquet replay file {str(path)!r}: {exc}") from exc
-        metadata = table.schema.metadata or {}
-        if _PARQUET_META_KEY not in metadata:
-            raise BufferError("Invalid Parquet replay file: missing schema metadata 'worldflux_replay_meta'")
-        try:
-            meta = json.loads(metadata[_PARQUET_META_KEY].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BufferError(f"Invalid Parquet replay metadata: {exc}") from exc
-        if not isinstance(meta, dict):
-            raise BufferError("Invalid Parquet replay metadata: expected a JSON object")
-        missing_meta = sorted({"format_version", "obs_shape", "action_dim", "capacity"}.difference(meta))
-        if missing_meta:
-            raise BufferError(f"Invalid Parquet replay metadata: missing keys {missing_meta}")
-        if meta["format_version"] != _PARQUET_FORMAT_VERSION:
-            raise BufferError(
-                f"Unsupported Parquet replay format_version {meta['format_version']!r} "
-                f"(supported: {_PARQUET_FORMAT_VERSION})"
-            )
-        obs_shape = _shape_metadata(meta["obs_shape"])
-        action_dim = _int_metadata(meta["action_dim"], "action_dim")
-        capacity = _int_metadata(meta["capacity"], "capacity")
-
-        obs_dim = int(np.prod(obs_shape))
-        obs_cols = [f"obs_{i}" for i in range(obs_dim)]
-        action_cols = [f"action_{i}" for i in range(action_dim)]
-        missing = [name for name in (*obs_cols, *action_cols, "reward", "done") if name not in table.column_names]
-        if missing:
-            shown = missing[:8] + (["..."] if len(missing) > 8 else [])
-            raise BufferError(f"Invalid Parquet replay file: missing columns {shown} ({len(missing)} missing)")
-        size = table.num_rows
-        if size > capacity:
-            raise BufferError(
-                f"Invalid Parquet replay file: number of stored rows exceeds capacity ({size} > {capacity})"
-            )
-
-        def column(name: str) -> np.ndarray:
-            try:
-                return np.asarray(table.column(name).to_numpy(), dtype=np.float32)
-            except (TypeError, ValueError, pa.ArrowException) as exc:
-                raise BufferError(f"Invalid Parquet replay column {name!r}: expected numbers ({exc})") from exc
-
-        obs = np.empty((size, obs_dim), dtype=np.float32)
-        for i, name in enumerate(obs_cols):
-            obs[:, i] = column(name)
-        actions = np.empty((size, action_dim), dtype=np.float32)
-        for i, name in enumerate(action_cols):
-            actions[:, i] = column(name)
-        buffer = cls(capacity=capacity, obs_shape=obs_shape, action_dim=action_dim)
-        buffer._set_contents(obs.reshape(size, *obs_shape), actions, column("reward"), column("done"))
-        return buffer
+        return load_parquet(cls, path, on_nonfinite=on_nonfinite)
 
     # ------------------------------------------------------------------ construction helpers
 

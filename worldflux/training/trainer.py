@@ -65,7 +65,6 @@ Other documented behaviour:
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import math
 import os
@@ -82,6 +81,7 @@ import numpy as np
 import torch
 
 from worldflux.core.exceptions import CheckpointError, ConfigurationError, TrainingError
+from worldflux.core.safe_io import write_json_atomic
 from worldflux_jax.family import as_family
 from worldflux_jax.parallel import (
     devices_record,
@@ -95,6 +95,7 @@ from .callbacks import Callback, CallbackList, CheckpointCallback, LoggingCallba
 from .checkpoint import CHECKPOINT_SCHEMA_VERSION, CheckpointSnapshot, CheckpointWriter, restore_checkpoint
 from .config import TrainingConfig
 from .feed import BatchFeed, DataStream
+from .guards import check_train_steps, prepare_output_dir
 from .prefetch import Prefetcher
 from .program import build_optimizer, build_schedule, step_program
 
@@ -350,7 +351,7 @@ class Trainer:
         self.mesh = _resolve_mesh(config, self.device_name, self.device)
         self.is_main_process = jax.process_index() == 0
         enable_compilation_cache(config.compilation_cache_dir)
-        os.makedirs(config.output_dir, exist_ok=True)
+        self._output_lock = prepare_output_dir(config.output_dir, owner=self)  # one writer per output_dir
         self._validate_contract()
 
         self._program = step_program(self._adapter.family, config, optimizer, scheduler, self.mesh)
@@ -495,7 +496,7 @@ class Trainer:
             CheckpointError: ``resume_from`` cannot be loaded, or a checkpoint cannot be written.
         """
         config = self.config
-        total = int(num_steps) if num_steps else int(config.effective_total_steps())
+        total = check_train_steps(num_steps, config.effective_total_steps())
         self.target_steps = total
         provenance = getattr(data, "data_provenance", None)
         if isinstance(provenance, dict):
@@ -594,7 +595,8 @@ class Trainer:
         hooks.on_train_end(self)
         self._write_back()
         if self.is_main_process:
-            self.save_checkpoint(os.path.join(config.output_dir, "checkpoint_final.pt"))
+            if self._run_steps:  # no final checkpoint when this call trained nothing
+                self.save_checkpoint(os.path.join(config.output_dir, "checkpoint_final.pt"))
             self._write_manifest()
         if config.auto_quality_check:
             self._quality_check()
@@ -848,10 +850,7 @@ class Trainer:
         if self.data_provenance:
             manifest["data_provenance"] = self.data_provenance
         path = os.path.join(config.output_dir, "run_manifest.json")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=2, default=str)
-        os.replace(tmp, path)
+        write_json_atomic(path, manifest, default=str)
 
     def _quality_check(self) -> None:
         """Smoke tier: the last metrics and every parameter are finite. Failures only warn."""

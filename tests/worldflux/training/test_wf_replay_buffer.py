@@ -277,7 +277,7 @@ def test_save_load_round_trip(tmp_path):
     buffer.save(path)
     with np.load(path) as data:
         assert sorted(data.files) == sorted(
-            ["obs", "actions", "rewards", "dones", "obs_shape", "action_dim", "capacity"]
+            ["obs", "actions", "rewards", "dones", "obs_shape", "action_dim", "capacity", "checksum"]
         )
         assert int(data["capacity"]) == 50 and data["obs_shape"].tolist() == [2] and int(data["action_dim"]) == 1
     loaded = ReplayBuffer.load(path)
@@ -428,6 +428,7 @@ def test_parquet_round_trip_columns_and_metadata(tmp_path):
     assert table.column_names == [f"obs_{i}" for i in range(6)] + ["action_0", "action_1", "reward", "done"]
     assert all(str(t) == "float" for t in table.schema.types)
     meta = json.loads(table.schema.metadata[b"worldflux_replay_meta"])
+    assert meta.pop("checksum").startswith("sha256:")
     assert meta == {"format_version": 1, "obs_shape": [2, 3], "action_dim": 2, "capacity": 40}
     loaded = ReplayBuffer.from_parquet(path)
     assert (loaded.capacity, loaded.obs_shape, loaded.action_dim, len(loaded), loaded.num_episodes) == (
