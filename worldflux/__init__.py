@@ -89,6 +89,12 @@ _EXPORTS: dict[str, str] = {
     "RewardObjective": "worldflux.planners:RewardObjective",
     # Protocol/registry
     "WorldModel": "worldflux.core.model:WorldModel",
+    "OfficialBackendHandle": "worldflux.training.delegated:OfficialBackendHandle",
+    "JobHandle": "worldflux.training.delegated:JobHandle",
+    "JobStatus": "worldflux.training.delegated:JobStatus",
+    "WorldModelRegistry": "worldflux.core.registry:WorldModelRegistry",
+    "AutoWorldModel": "worldflux.core.registry:AutoWorldModel",
+    "AutoConfig": "worldflux.core.registry:AutoConfig",
     # Models
     "DreamerV3WorldModel": "worldflux.models:DreamerV3WorldModel",
     "TDMPC2WorldModel": "worldflux.models:TDMPC2WorldModel",

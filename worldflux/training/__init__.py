@@ -17,6 +17,8 @@ from .data import (
     TrajectoryDataset,
     TransitionArrayProvider,
 )
+from .delegated import JobHandle, JobStatus, OfficialBackendHandle
+from .replay_backends import MemoryReplayBackend, ParquetReplayBackend, ReplayBackend
 from .trainer import Trainer
 
 __all__ = [
@@ -32,4 +34,10 @@ __all__ = [
     "Callback",
     "LoggingCallback",
     "CheckpointCallback",
+    "JobHandle",
+    "JobStatus",
+    "OfficialBackendHandle",
+    "ReplayBackend",
+    "MemoryReplayBackend",
+    "ParquetReplayBackend",
 ]

@@ -695,6 +695,18 @@ class Trainer:
         >>> model = trainer.train(buffer)
     """
 
+    # --- issue13: engine dispatch (worldflux.training.engines) -------------------------------------------
+    def __new__(cls, model: Any = None, *args: Any, **kwargs: Any) -> Trainer:
+        """One ``Trainer`` class, engines chosen by the model: torch models get ``TorchTrainer``, backend
+        handles ``DelegatedTrainer`` (both subclasses of ``Trainer``), JAX models this class."""
+        if cls is Trainer:
+            from .engines import trainer_class_for
+
+            cls = trainer_class_for(kwargs.get("model", model), Trainer)
+        return super().__new__(cls)
+
+    # --- end issue13 --------------------------------------------------------------------------------------
+
     def __init__(
         self,
         model: Any,
