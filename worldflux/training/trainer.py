@@ -750,6 +750,11 @@ class Trainer:
         os.makedirs(config.output_dir, exist_ok=True)
         self._validate_contract()
 
+        # --- issue13: torch optimizer/scheduler -> optax (worldflux.training.torch_to_optax) ---
+        from .torch_to_optax import translate_torch_optimization
+
+        optimizer, scheduler = translate_torch_optimization(model, config, optimizer, scheduler)
+        # --- end issue13 ---
         self._program = _step_program(self._adapter, config, optimizer, scheduler)
         self.optimizer = self._program.optimizer
         self.custom_optimizer = optimizer is not None
