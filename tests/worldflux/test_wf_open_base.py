@@ -286,3 +286,51 @@ def test_save_pretrained_from_pretrained_round_trip(tmp_path):
         for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
             assert torch.equal(a, b)
     assert AutoConfig.from_pretrained(str(tmp_path / "m")).model_type == "tiny_user_model"
+
+
+def test_local_backend_and_local_submit_errors(tmp_path):
+    from worldflux.core import ConfigurationError
+    from worldflux.training import JobStatus, LocalBackend
+
+    backend = LocalBackend()
+    model = TinyWorldModel(_config())
+    handle = backend.submit({"model": model, "data": _buffer(), "training_config": _training_config(tmp_path)})
+    assert backend.status(handle) is JobStatus.COMPLETED
+    failed = backend.submit({"model": model, "data": [{"obs": None}], "training_config": _training_config(tmp_path)})
+    assert backend.status(failed) is JobStatus.FAILED and "TrainingError" in list(backend.logs(failed))[-1]
+    trainer = Trainer(model, _training_config(tmp_path / "local"))
+    with pytest.raises(ConfigurationError, match="delegated"):
+        trainer.submit()
+
+
+def test_documented_import_surface():
+    from worldflux.core import (  # noqa: F401
+        AsyncDecoderAdapter,
+        CategoricalLatentSpace,
+        ComponentSpec,
+        GaussianLatentSpace,
+        SimNormLatentSpace,
+        ensure_async_decoder,
+    )
+    from worldflux.training import (  # noqa: F401
+        ExecutionDelegatingBackend,
+        JobHandle,
+        MemoryReplayBackend,
+        ParquetReplayBackend,
+        ReplayBackend,
+        TrainingBackend,
+    )
+
+    for name in ("OfficialBackendHandle", "JobStatus", "AutoWorldModel", "AutoConfig", "WorldModelRegistry",
+                 "LatentSpace", "DynamicsModel", "AsyncDecoder"):
+        assert name in worldflux.__all__ and getattr(worldflux, name) is not None
+    space = CategoricalLatentSpace(num_categoricals=2, num_classes=3)
+    logits = torch.randn(4, 6)
+    assert space.sample(logits, deterministic=True).shape == (4, 2, 3)
+    assert torch.allclose(space.kl_divergence(logits, logits), torch.zeros(4), atol=1e-6)
+    gauss = GaussianLatentSpace(dim=3)
+    assert gauss.kl_divergence(torch.zeros(2, 6), torch.zeros(2, 6)).abs().max() < 1e-6
+    assert torch.allclose(SimNormLatentSpace(dim=8, simnorm_dim=4).sample(torch.randn(2, 8)).view(2, 2, 4).sum(-1),
+                          torch.ones(2, 2))
+    backend = MemoryReplayBackend(_buffer())
+    assert isinstance(backend, ReplayBackend) and backend.sample(2, 3).obs.shape == (2, 3, OBS)

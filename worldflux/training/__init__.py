@@ -7,6 +7,7 @@ are added here by their own modules.
 from __future__ import annotations
 
 from .api import train
+from .backend import ExecutionDelegatingBackend, LocalBackend, TrainingBackend
 from .callbacks import Callback, CheckpointCallback, LoggingCallback
 from .config import TrainingConfig
 from .data import (
@@ -34,6 +35,9 @@ __all__ = [
     "Callback",
     "LoggingCallback",
     "CheckpointCallback",
+    "TrainingBackend",
+    "LocalBackend",
+    "ExecutionDelegatingBackend",
     "JobHandle",
     "JobStatus",
     "OfficialBackendHandle",
