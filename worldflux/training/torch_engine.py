@@ -167,7 +167,10 @@ class TorchTrainer(Trainer):
                 f"TrainingConfig.backend={config.backend!r} is not available for local training; use 'native_torch'"
             )
         if not callable(getattr(model, "loss", None)):
-            raise ConfigurationError(f"Trainer needs a model with a loss(batch) method; got {type(model).__name__}")
+            raise ConfigurationError(
+                "Trainer needs a worldflux world model or a torch nn.Module with a loss(batch) method; got "
+                f"{type(model).__name__} without loss()"
+            )
         self.config = config
         self.execution_mode = "local"
         self.state = TrainingState()
