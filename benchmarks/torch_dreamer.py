@@ -6,7 +6,7 @@ Python loops like the reference. It serves as
 
 * the torch baseline of the same architecture in `benchmarks/dreamerv3_train_step.py`, and
 * a generator of new parity fixtures (`make_fixture`) in exactly the format of the shipped ones
-  (`shared/fixtures/parity/README.md`), for other dims, observation shapes and free nats.
+  (`tests/fixtures/parity/README.md`), for other dims, observation shapes and free nats.
 
 `tests/test_torch_dreamer_replica.py` proves that it reproduces the shipped reference fixtures.
 

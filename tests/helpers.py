@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "parity"
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "parity"  # shipped copies of the reference parity fixtures
 
 
 def fixtures(prefix: str) -> list[Path]:

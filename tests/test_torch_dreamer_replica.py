@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from benchmarks.torch_dreamer import TorchDreamerV3, derive_config, fixture_arrays, make_fixture
+from tests.helpers import FIXTURES
 
-FIXTURE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "parity"
+FIXTURE_DIR = FIXTURES
 CASES = ("dreamerv3_ci_vector", "dreamerv3_ci_image")
 FORWARD_TOL = {"rtol": 1e-4, "atol": 1e-5}
 GRAD_TOL = {"rtol": 1e-3, "atol": 1e-5}
@@ -21,8 +22,6 @@ GRAD_TOL = {"rtol": 1e-3, "atol": 1e-5}
 
 def _load(case: str) -> tuple[dict[str, np.ndarray], dict]:
     path = FIXTURE_DIR / f"{case}.npz"
-    if not path.is_file():
-        pytest.skip(f"fixture not found: {path}")
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files}
     return arrays, json.loads(path.with_suffix(".json").read_text())

@@ -83,12 +83,33 @@ _EXPORTS: dict[str, str] = {
     "VJEPA2Config": f"{_CONFIG}:VJEPA2Config",
     "TokenWorldModelConfig": f"{_CONFIG}:TokenWorldModelConfig",
     "DiffusionWorldModelConfig": f"{_CONFIG}:DiffusionWorldModelConfig",
+    # Component protocols
+    "ComponentSpec": "worldflux.core.interfaces:ComponentSpec",
+    "ActionConditioner": "worldflux.core.interfaces:ActionConditioner",
+    "AsyncObservationEncoder": "worldflux.core.interfaces:AsyncObservationEncoder",
+    "AsyncDynamicsModel": "worldflux.core.interfaces:AsyncDynamicsModel",
+    "AsyncDecoder": "worldflux.core.interfaces:AsyncDecoder",
+    "AsyncRolloutExecutor": "worldflux.core.interfaces:AsyncRolloutExecutor",
+    "DynamicsModel": "worldflux.core.interfaces:DynamicsModel",
+    "Decoder": "worldflux.core.interfaces:Decoder",
+    "RolloutExecutor": "worldflux.core.interfaces:RolloutExecutor",
     # Planners (CEMPlanner itself lives only in `worldflux.planners`)
     "Planner": "worldflux.planners:Planner",
     "PlannerObjective": "worldflux.planners:PlannerObjective",
     "RewardObjective": "worldflux.planners:RewardObjective",
     # Protocol/registry
     "WorldModel": "worldflux.core.model:WorldModel",
+    "OfficialBackendHandle": "worldflux.training.delegated:OfficialBackendHandle",
+    "JobHandle": "worldflux.training.delegated:JobHandle",
+    "JobStatus": "worldflux.training.delegated:JobStatus",
+    "WorldModelRegistry": "worldflux.core.registry:WorldModelRegistry",
+    "AutoWorldModel": "worldflux.core.registry:AutoWorldModel",
+    "AutoConfig": "worldflux.core.registry:AutoConfig",
+    # Latent spaces
+    "LatentSpace": "worldflux.core.latent_space:LatentSpace",
+    "GaussianLatentSpace": "worldflux.core.latent_space:GaussianLatentSpace",
+    "CategoricalLatentSpace": "worldflux.core.latent_space:CategoricalLatentSpace",
+    "SimNormLatentSpace": "worldflux.core.latent_space:SimNormLatentSpace",
     # Models
     "DreamerV3WorldModel": "worldflux.models:DreamerV3WorldModel",
     "TDMPC2WorldModel": "worldflux.models:TDMPC2WorldModel",

@@ -2,7 +2,7 @@
 
     python -m worldflux_jax.parity FIXTURE.npz [--json]
 
-`FIXTURE.npz` and its `FIXTURE.json` follow `shared/fixtures/parity/README.md`: the model is built from
+`FIXTURE.npz` and its `FIXTURE.json` follow `tests/fixtures/parity/README.md`: the model is built from
 the JSON's `config`, loaded with the `param/*` weights, fed the `input/*` arrays, and every `encode/`,
 `transition/`, `update/`, `decode/`, `rollout/`, `loss/` and `grad/` key is recomputed with the "mode"
 sampling convention. One row per key; exit status 1 if any key is missing or out of tolerance.

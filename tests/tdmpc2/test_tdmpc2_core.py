@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn as tnn
 
+from tests.helpers import FIXTURES
 from worldflux_jax import parity
 from worldflux_jax.config import TDMPC2Config
 from worldflux_jax.envs import PointMass
@@ -22,9 +22,7 @@ from worldflux_jax.tdmpc2 import LOSS_KEYS, TDMPC2, Batch
 from worldflux_jax.torch_layout import StateDictError
 from worldflux_jax.train import make_optimizer, make_train_step
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "parity"
 CASE = FIXTURES / "tdmpc2_ci.npz"
-needs_fixture = pytest.mark.skipif(not CASE.is_file(), reason=f"fixture {CASE} not present")
 
 
 def tiny(**overrides) -> TDMPC2Config:
@@ -47,7 +45,6 @@ def _perturbed(tree, key, scale=0.05):
 
 
 # -- fixture parity ----------------------------------------------------------------------------------
-@needs_fixture
 def test_every_fixture_key_matches_the_reference() -> None:
     config, arrays = _load_case()
     got = parity.RECOMPUTE[config.model_type](config, arrays)  # the parity tool's registry entry
@@ -60,7 +57,6 @@ def test_every_fixture_key_matches_the_reference() -> None:
         np.testing.assert_allclose(np.asarray(got[key]), arrays[key], rtol=rtol, atol=atol, err_msg=key)
 
 
-@needs_fixture
 def test_exported_state_dict_has_the_reference_key_set() -> None:
     config, arrays = _load_case()
     model = TDMPC2(config)

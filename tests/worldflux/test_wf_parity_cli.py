@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import FIXTURES
 from worldflux import parity
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "parity"
 CASES = sorted(FIXTURES.glob("*.npz"))
+assert len(CASES) == 3, f"the shipped parity fixtures are missing from {FIXTURES}"
 
 
-@pytest.mark.skipif(not CASES, reason=f"no parity fixtures under {FIXTURES}")
 @pytest.mark.parametrize("fixture", CASES, ids=[p.stem for p in CASES])
 def test_fixture_passes_through_public_api(fixture: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert parity.main([str(fixture), "--json"]) == 0
@@ -34,7 +34,6 @@ def parity_groups() -> tuple[str, ...]:
     return COMPARED_GROUPS
 
 
-@pytest.mark.skipif(not (FIXTURES / "tdmpc2_ci.npz").is_file(), reason="tdmpc2_ci fixture missing")
 def test_mismatch_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shutil.copy(FIXTURES / "tdmpc2_ci.json", tmp_path / "case.json")
     with np.load(FIXTURES / "tdmpc2_ci.npz") as data:

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import FIXTURES
 from worldflux.core import Batch, CheckpointError
 from worldflux.core.config import DreamerV3Config, TDMPC2Config
 from worldflux.core.model import WorldModel
 from worldflux.models import DreamerV3WorldModel, TDMPC2WorldModel
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "parity"
 CASES = ["dreamerv3_ci_vector", "dreamerv3_ci_image", "tdmpc2_ci"]
 META_KEYS = {
     "save_format_version",

@@ -129,6 +129,29 @@ __all__ = [
     "DiffusionWorldModelConfig",
     # Protocol (lazy)
     "WorldModel",
+    # Component interfaces and latent spaces (lazy)
+    "ComponentSpec",
+    "ObservationEncoder",
+    "AsyncObservationEncoder",
+    "ActionConditioner",
+    "DynamicsModel",
+    "AsyncDynamicsModel",
+    "Decoder",
+    "AsyncDecoder",
+    "RolloutExecutor",
+    "AsyncRolloutExecutor",
+    "AsyncObservationEncoderAdapter",
+    "AsyncDynamicsModelAdapter",
+    "AsyncDecoderAdapter",
+    "AsyncRolloutExecutorAdapter",
+    "ensure_async_observation_encoder",
+    "ensure_async_dynamics_model",
+    "ensure_async_decoder",
+    "ensure_async_rollout_executor",
+    "LatentSpace",
+    "GaussianLatentSpace",
+    "CategoricalLatentSpace",
+    "SimNormLatentSpace",
 ]
 
 # Lazily resolved names: name -> "module:attribute".
@@ -148,6 +171,28 @@ _LAZY: dict[str, str] = {
         )
     },
     "WorldModel": "worldflux.core.model:WorldModel",
+    "ComponentSpec": "worldflux.core.interfaces:ComponentSpec",
+    "ObservationEncoder": "worldflux.core.interfaces:ObservationEncoder",
+    "AsyncObservationEncoder": "worldflux.core.interfaces:AsyncObservationEncoder",
+    "ActionConditioner": "worldflux.core.interfaces:ActionConditioner",
+    "DynamicsModel": "worldflux.core.interfaces:DynamicsModel",
+    "AsyncDynamicsModel": "worldflux.core.interfaces:AsyncDynamicsModel",
+    "Decoder": "worldflux.core.interfaces:Decoder",
+    "AsyncDecoder": "worldflux.core.interfaces:AsyncDecoder",
+    "RolloutExecutor": "worldflux.core.interfaces:RolloutExecutor",
+    "AsyncRolloutExecutor": "worldflux.core.interfaces:AsyncRolloutExecutor",
+    "AsyncObservationEncoderAdapter": "worldflux.core.interfaces:AsyncObservationEncoderAdapter",
+    "AsyncDynamicsModelAdapter": "worldflux.core.interfaces:AsyncDynamicsModelAdapter",
+    "AsyncDecoderAdapter": "worldflux.core.interfaces:AsyncDecoderAdapter",
+    "AsyncRolloutExecutorAdapter": "worldflux.core.interfaces:AsyncRolloutExecutorAdapter",
+    "ensure_async_observation_encoder": "worldflux.core.interfaces:ensure_async_observation_encoder",
+    "ensure_async_dynamics_model": "worldflux.core.interfaces:ensure_async_dynamics_model",
+    "ensure_async_decoder": "worldflux.core.interfaces:ensure_async_decoder",
+    "ensure_async_rollout_executor": "worldflux.core.interfaces:ensure_async_rollout_executor",
+    "LatentSpace": "worldflux.core.latent_space:LatentSpace",
+    "GaussianLatentSpace": "worldflux.core.latent_space:GaussianLatentSpace",
+    "CategoricalLatentSpace": "worldflux.core.latent_space:CategoricalLatentSpace",
+    "SimNormLatentSpace": "worldflux.core.latent_space:SimNormLatentSpace",
 }
 
 

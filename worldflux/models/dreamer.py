@@ -32,7 +32,7 @@ import numpy as np
 
 from worldflux.core.batch import Batch
 from worldflux.core.contracts import dreamer_io_contract
-from worldflux.core.model import WorldModel, _key_from_data, loss_scalars
+from worldflux.core.jax_model import JaxWorldModel, _key_from_data, loss_scalars
 from worldflux.core.output import LossOutput
 from worldflux.core.spec import Capability, ModelIOContract
 from worldflux.models.registry import register_model, register_pretrained_loader
@@ -57,7 +57,7 @@ def _actions(action: jax.Array | None, batch: int, config: Any) -> jax.Array:
 
 
 @register_model("dreamer")
-class DreamerV3WorldModel(WorldModel):
+class DreamerV3WorldModel(JaxWorldModel):
     """DreamerV3 world model (RSSM with categorical latents) with the reference WorldFlux API.
 
     Args:

@@ -32,7 +32,7 @@ from torch import Tensor
 from worldflux.core.batch import Batch
 from worldflux.core.contracts import tdmpc2_io_contract
 from worldflux.core.exceptions import ShapeMismatchError
-from worldflux.core.model import WorldModel, loss_scalars
+from worldflux.core.jax_model import JaxWorldModel, loss_scalars
 from worldflux.core.output import LossOutput
 from worldflux.core.payloads import ActionPayload, ConditionPayload
 from worldflux.core.spec import Capability, ModelIOContract
@@ -64,7 +64,7 @@ def _flat(obs: jax.Array, leading: int) -> jax.Array:
 
 
 @register_model("tdmpc2")
-class TDMPC2WorldModel(WorldModel):
+class TDMPC2WorldModel(JaxWorldModel):
     """TD-MPC2 world model (SimNorm latent, residual MLP dynamics, Q ensemble, policy prior).
 
     Args:

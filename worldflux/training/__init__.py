@@ -7,6 +7,7 @@ are added here by their own modules.
 from __future__ import annotations
 
 from .api import train
+from .backend import ExecutionDelegatingBackend, LocalBackend, TrainingBackend
 from .callbacks import Callback, CheckpointCallback, LoggingCallback
 from .config import TrainingConfig
 from .data import (
@@ -17,7 +18,9 @@ from .data import (
     TrajectoryDataset,
     TransitionArrayProvider,
 )
+from .delegated import JobHandle, JobStatus, OfficialBackendHandle
 from .distributed import DDPTrainer, build_launch_config
+from .replay_backends import MemoryReplayBackend, ParquetReplayBackend, ReplayBackend
 from .trainer import Trainer
 
 __all__ = [
@@ -35,4 +38,13 @@ __all__ = [
     "Callback",
     "LoggingCallback",
     "CheckpointCallback",
+    "TrainingBackend",
+    "LocalBackend",
+    "ExecutionDelegatingBackend",
+    "JobHandle",
+    "JobStatus",
+    "OfficialBackendHandle",
+    "ReplayBackend",
+    "MemoryReplayBackend",
+    "ParquetReplayBackend",
 ]

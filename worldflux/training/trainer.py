@@ -302,6 +302,18 @@ class Trainer:
         >>> model = trainer.train(buffer)
     """
 
+    # --- issue13: engine dispatch (worldflux.training.engines) -------------------------------------------
+    def __new__(cls, model: Any = None, *args: Any, **kwargs: Any) -> Trainer:
+        """One ``Trainer`` class, engines chosen by the model: torch models get ``TorchTrainer``, backend
+        handles ``DelegatedTrainer`` (both subclasses of ``Trainer``), JAX models this class."""
+        if cls is Trainer:
+            from .engines import trainer_class_for
+
+            cls = trainer_class_for(kwargs.get("model", model), Trainer)
+        return super().__new__(cls)
+
+    # --- end issue13 --------------------------------------------------------------------------------------
+
     def __init__(
         self,
         model: Any,
@@ -354,6 +366,11 @@ class Trainer:
         self._output_lock = prepare_output_dir(config.output_dir, owner=self)  # one writer per output_dir
         self._validate_contract()
 
+        # --- issue13: torch optimizer/scheduler -> optax (worldflux.training.torch_to_optax) ---
+        from .torch_to_optax import translate_torch_optimization
+
+        optimizer, scheduler = translate_torch_optimization(model, config, optimizer, scheduler)
+        # --- end issue13 ---
         self._program = step_program(self._adapter.family, config, optimizer, scheduler, self.mesh)
         check = getattr(model, "validate_batch_contract", None)
         self._feed = BatchFeed(
