@@ -15,6 +15,7 @@ loader raises ``ValueError``); the CLI turns them into exit code 2.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tomllib
@@ -202,6 +203,11 @@ def _check(section: str, key: str, spec: Key, value: Any) -> Any:
 
 def model_family(model: str) -> str:
     """The family (``model_type``) of a model id or alias, or ProjectConfigError naming ``model``."""
+    return _model_family(model)
+
+
+@functools.lru_cache(maxsize=64)
+def _model_family(model: str) -> str:
     from worldflux.factory import get_config
 
     try:

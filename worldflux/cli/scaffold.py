@@ -22,8 +22,8 @@ PROJECT_FILES = (CONFIG_FILENAME, "dataset.py", "local_dashboard.py", "inference
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
+    if isinstance(value, str):  # a TOML basic string: JSON's escapes minus surrogate pairs, DEL escaped
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, list):
@@ -82,7 +82,7 @@ def build_replay_buffer(config, obs_shape, action_dim, seed, env=None):
     return buffer, []
 '''
 
-LOCAL_DASHBOARD_PY = '''"""The local dashboard of this project (`worldflux train` uses `create_dashboard` when this file is present).
+LOCAL_DASHBOARD_PY = '''"""The local dashboard of this project (`worldflux train` uses `create_dashboard` when present).
 
     python local_dashboard.py      # serve the last run's dashboard (outputs/dashboard.json) again
 """

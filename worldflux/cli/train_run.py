@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 import webbrowser
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,9 +63,9 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def _say(console: Any, text: str) -> None:
+def _say(console: Any, text: str, style: str | None = None) -> None:
     if console is not None:
-        console.print(text)
+        console.print(text, markup=False, highlight=False, style=style)
 
 
 def _open_env(config: ProjectConfig, dataset: Any, console: Any) -> tuple[Any, Any, list[str]]:
@@ -84,9 +85,8 @@ def _open_env(config: ProjectConfig, dataset: Any, console: Any) -> tuple[Any, A
                 "[data] fallback_to_random = true to train on random replay instead (recorded in run_manifest.json).",
                 code=2 if exc.unknown_id else 1,
             ) from exc
-        _say(console, f"[yellow]environment {env_id!r} unavailable: {exc}[/yellow]\n[yellow]falling back to random "
-                      "replay because [data] fallback_to_random = true; degraded_modes recorded in "
-                      "run_manifest.json[/yellow]")
+        _say(console, f"environment {env_id!r} unavailable: {exc}\nfalling back to random replay because [data] "
+                      "fallback_to_random = true; degraded_modes recorded in run_manifest.json", style="yellow")
         return None, None, [report.DEGRADED_ENV, report.DEGRADED_RANDOM]
     except ValueError as exc:
         raise CLIError(f"data.gym_env = {env_id!r}: {exc}", code=2) from exc
@@ -95,7 +95,9 @@ def _open_env(config: ProjectConfig, dataset: Any, console: Any) -> tuple[Any, A
 def _imagination(model: Any, buffer: Any, horizon: int, state: DashboardState) -> None:
     """Record predicted vs real rewards along one stored sequence (encode the first observation, roll the
     model out with the stored actions)."""
-    batch = buffer.sample(1, horizon + 1)
+    with warnings.catch_warnings():  # short episodes: the window may cross an episode boundary
+        warnings.simplefilter("ignore", UserWarning)
+        batch = buffer.sample(1, horizon + 1)
     obs, actions, rewards = batch.obs, batch.actions, batch.rewards
     start = model.encode(obs[:, 0])
     trajectory = model.rollout(start, actions[:, :horizon].transpose(0, 1))
@@ -108,7 +110,7 @@ def _train_offline(config: ProjectConfig, ctx: dict[str, Any]) -> tuple[int, int
     from worldflux.training import Trainer
 
     state: DashboardState = ctx["state"]
-    env, space, dataset = ctx["env"], ctx["space"], ctx["dataset"]
+    env, dataset = ctx["env"], ctx["dataset"]
     seed = int(config["training"]["seed"])
     state.set_phase("collecting")
     if dataset is not None and hasattr(dataset, "build_replay_buffer"):
@@ -136,8 +138,8 @@ def _train_offline(config: ProjectConfig, ctx: dict[str, Any]) -> tuple[int, int
     state.set_phase("training")
     trainer.train(buffer, resume_from=ctx["resume"])
     state.set_phase("evaluating")
-    _imagination(ctx["model"], buffer, min(int(config["inference"]["horizon"]), int(config["data"]["episode_length"]) - 1),
-                 state)
+    horizon = max(1, min(int(config["inference"]["horizon"]), int(config["data"]["episode_length"]) // 2 - 1))
+    _imagination(ctx["model"], buffer, horizon, state)
     return int(trainer.state.global_step), int(records[-1]["env_steps"]) if records else 0
 
 
@@ -228,7 +230,7 @@ def train_project(
         except OSError as exc:
             raise CLIError(f"visualization.port = {vis['port']}: {exc}; choose another port (0 = any free one)",
                            code=1) from exc
-        _say(console, f"[bold]dashboard:[/bold] {server.url}")
+        _say(console, f"dashboard: {server.url}", style="bold")
         if vis["open_browser"]:
             webbrowser.open(server.url, new=2)
     _say(console, f"training {config.model} ({model.num_parameters():,} parameters) on "
