@@ -159,7 +159,7 @@ def init(
     values[""] = {"project_name": project_name or path.resolve().name, "environment": env or "", "model": model}
     values["architecture"]["hidden_dim"] = 64
     values["training"] = {"total_steps": steps or default_steps, "batch_size": 16, "sequence_length": 16,
-                          "learning_rate": 3e-4, "log_interval": 100, "save_interval": 500}
+                          "learning_rate": 3e-4, "log_interval": 50, "save_interval": 500}
     values["visualization"] = {"enabled": dashboard, "port": port}
     values["gameplay"] = {"enabled": gameplay and source == "gym"}
     written = write_project(path, values)

@@ -128,8 +128,11 @@ def _train_offline(config: ProjectConfig, ctx: dict[str, Any]) -> tuple[int, int
                                       action_dim=ctx["action_dim"], num_episodes=data["num_episodes"],
                                       episode_length=data["episode_length"], seed=seed)
         records = []
-    for record in records:
-        state.record_episode(record)
+    for record in records:  # the collection's episodes reach the dashboard and the progress bar
+        for callback in ctx["callbacks"]:
+            hook = getattr(callback, "on_episode_end", None)
+            if callable(hook):
+                hook(record)
     if records and not ctx["resume"]:
         report.append_episodes(ctx["output_dir"], records)
     trainer = Trainer(ctx["model"], ctx["tconfig"], callbacks=ctx["callbacks"])

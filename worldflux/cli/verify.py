@@ -17,15 +17,19 @@ __all__ = ["run_quick_checks"]
 Check = tuple[str, bool, str]
 
 
-def _targets(project: Any) -> list[tuple[str, tuple[int, ...], int, dict[str, Any]]]:
+def _targets(project: Any) -> list[tuple[str, tuple[int, ...], int, dict[str, Any], tuple[int, int]]]:
+    """(model id, obs_shape, action_dim, config overrides, (batch_size, sequence_length)) to check."""
     if project is None:
-        return [("tdmpc2:ci", (8,), 2, {}), ("dreamer:ci", (8,), 2, {})]
-    arch = project["architecture"]
+        return [("tdmpc2:ci", (8,), 2, {}, (4, 8)), ("dreamer:ci", (8,), 2, {}, (4, 8))]
+    arch, training = project["architecture"], project["training"]
     obs_shape, action_dim = tuple(arch["obs_shape"]), int(arch["action_dim"])
-    return [(project.model, obs_shape, action_dim, {"hidden_dim": int(arch["hidden_dim"])})]
+    shape = (min(int(training["batch_size"]), 16), min(int(training["sequence_length"]), 16))
+    return [(project.model, obs_shape, action_dim, {"hidden_dim": int(arch["hidden_dim"])}, shape)]
 
 
-def _check_model(model_id: str, obs_shape: tuple[int, ...], action_dim: int, overrides: dict[str, Any]) -> list[Check]:
+def _check_model(
+    model_id: str, obs_shape: tuple[int, ...], action_dim: int, overrides: dict[str, Any], shape: tuple[int, int]
+) -> list[Check]:
     import torch
 
     from worldflux import create_world_model
@@ -35,10 +39,11 @@ def _check_model(model_id: str, obs_shape: tuple[int, ...], action_dim: int, ove
     checks: list[Check] = []
     model = create_world_model(model_id, obs_shape=obs_shape, action_dim=action_dim, **overrides)
     checks.append((f"{model_id}: builds", True, f"{model.num_parameters():,} parameters, obs {obs_shape}"))
-    buffer = create_random_buffer(capacity=2000, obs_shape=obs_shape, action_dim=action_dim, num_episodes=20,
-                                  episode_length=32, seed=0)
+    buffer = create_random_buffer(capacity=4000, obs_shape=obs_shape, action_dim=action_dim, num_episodes=40,
+                                  episode_length=2 * shape[1] + 2, seed=0)
     with tempfile.TemporaryDirectory(prefix="worldflux-verify-") as scratch:
-        config = TrainingConfig(total_steps=20, batch_size=4, sequence_length=8, log_interval=5, save_interval=1000,
+        config = TrainingConfig(total_steps=20, batch_size=shape[0], sequence_length=shape[1], log_interval=5,
+                                save_interval=1000, learning_rate=3e-4,
                                 output_dir=os.fspath(Path(scratch) / "run"), auto_quality_check=False)
         losses: list[float] = []
 
@@ -69,9 +74,9 @@ def run_quick_checks(project: Any) -> list[Check]:
     results: list[Check] = []
     backend = project["verify"]["backend"] if project is not None else "native_torch"
     results.append(("backend", backend in ("native_torch", "native_jax"), f"{backend} (in-process JAX)"))
-    for model_id, obs_shape, action_dim, overrides in _targets(project):
+    for model_id, obs_shape, action_dim, overrides, shape in _targets(project):
         try:
-            results += _check_model(model_id, obs_shape, action_dim, overrides)
+            results += _check_model(model_id, obs_shape, action_dim, overrides, shape)
         except Exception as exc:  # noqa: BLE001 - a failing check is reported, not raised
             results.append((f"{model_id}", False, f"{type(exc).__name__}: {exc}"))
     return results

@@ -107,6 +107,13 @@ def test_inference_helper_loads_the_trained_model(random_project: Path, monkeypa
     sys.modules.pop("inference", None)
 
 
+def test_verify_quick_checks_the_project_model(random_project: Path) -> None:
+    result = _invoke("verify", "--quick", "--config", str(random_project / "worldflux.toml"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "tdmpc2:ci: trains" in text and "round trip" in text and "FAIL" not in text
+
+
 def test_gym_env_with_random_policy_replay(tmp_path: Path) -> None:
     project = tmp_path / "cartpole"
     result = _invoke("init", str(project), "--env", "CartPole-v1", "--no-online", "--steps", "20", *SMALL)
