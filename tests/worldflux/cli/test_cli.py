@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -52,18 +53,27 @@ FAST = {"training": {"batch_size": 8, "sequence_length": 8, "log_interval": 10, 
         "data": {"num_episodes": 12, "episode_length": 32, "buffer_capacity": 2000}}
 
 
+def _subprocess_env() -> dict[str, str]:
+    cache = os.environ.get("WORLDFLUX_TEST_JAX_CACHE") or os.path.join(tempfile.gettempdir(),
+                                                                        "worldflux-jax-test-cache")
+    return {**os.environ, "PYTHONPATH": str(REPO), "JAX_COMPILATION_CACHE_DIR": cache}
+
+
 @pytest.fixture(scope="module")
-def random_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def random_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A random-replay project trained for 20 steps by a real `python -m worldflux train` process."""
     project = tmp_path_factory.mktemp("cli") / "rnd"
     result = _invoke("init", str(project), "--source", "random", "--steps", "20", *SMALL)
     assert result.exit_code == 0, result.output
     _shrink(project, **FAST)
-    result = _invoke("train", "--config", str(project / "worldflux.toml"))
-    assert result.exit_code == 0, result.output
-    return project
+    process = subprocess.run([sys.executable, "-m", "worldflux", "train"], capture_output=True, text=True,
+                             timeout=600, env=_subprocess_env(), cwd=project)
+    assert process.returncode == 0, process.stderr[-3000:]
+    return project, process
 
 
-def test_init_writes_the_project_and_refuses_to_overwrite(random_project: Path) -> None:
+def test_init_writes_the_project_and_refuses_to_overwrite(random_project) -> None:
+    random_project, _ = random_project
     assert {p.name for p in random_project.iterdir()} >= {"worldflux.toml", "dataset.py", "local_dashboard.py",
                                                           "inference.py", "outputs"}
     result = _invoke("init", str(random_project), "--source", "random")
@@ -72,7 +82,8 @@ def test_init_writes_the_project_and_refuses_to_overwrite(random_project: Path) 
     assert result.exit_code == 0 and "valid" in result.output
 
 
-def test_train_on_random_replay_leaves_outputs(random_project: Path) -> None:
+def test_train_on_random_replay_leaves_outputs(random_project) -> None:
+    random_project, _ = random_project
     out = random_project / "outputs"
     names = {p.name for p in out.iterdir()}
     assert {"run_manifest.json", "checkpoint_final.pt", "model", "training_curves.png", "dashboard.json"} <= names
@@ -85,7 +96,8 @@ def test_train_on_random_replay_leaves_outputs(random_project: Path) -> None:
     assert dashboard["imagination"]["kind"] == "series"
 
 
-def test_resume_continues_from_the_checkpoint(random_project: Path) -> None:
+def test_resume_continues_from_the_checkpoint(random_project) -> None:
+    random_project, _ = random_project
     result = _invoke("train", "--config", str(random_project / "worldflux.toml"), "--steps", "30",
                      "--resume", "outputs/checkpoint_final.pt")
     assert result.exit_code == 0, result.output
@@ -96,7 +108,8 @@ def test_resume_continues_from_the_checkpoint(random_project: Path) -> None:
     assert result.exit_code == 2 and "--resume" in result.output
 
 
-def test_inference_helper_loads_the_trained_model(random_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inference_helper_loads_the_trained_model(random_project, monkeypatch: pytest.MonkeyPatch) -> None:
+    random_project, _ = random_project
     monkeypatch.chdir(random_project)
     monkeypatch.syspath_prepend(str(random_project))
     import importlib
@@ -107,14 +120,15 @@ def test_inference_helper_loads_the_trained_model(random_project: Path, monkeypa
     sys.modules.pop("inference", None)
 
 
-def test_verify_quick_checks_the_project_model(random_project: Path) -> None:
+def test_verify_quick_checks_the_project_model(random_project) -> None:
+    random_project, _ = random_project
     result = _invoke("verify", "--quick", "--config", str(random_project / "worldflux.toml"))
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "tdmpc2:ci: trains" in text and "round trip" in text and "FAIL" not in text
 
 
-def test_gym_env_with_random_policy_replay(tmp_path: Path) -> None:
+def test_gym_env_with_random_policy_replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = tmp_path / "cartpole"
     result = _invoke("init", str(project), "--env", "CartPole-v1", "--no-online", "--steps", "20", *SMALL)
     assert result.exit_code == 0, result.output
@@ -129,6 +143,30 @@ def test_gym_env_with_random_policy_replay(tmp_path: Path) -> None:
     episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert len(episodes) == 12 and all(e["length"] >= 1 for e in episodes)
     assert episodes[-1]["env_steps"] == sum(e["length"] for e in episodes)
+
+    # eval with the trained model, through an agent double (make_agent comes with issue 14)
+    import types
+
+    import numpy as np
+
+    class _Agent:
+        def act(self, obs, agent_state, reset_mask, explore=True):
+            assert obs.shape == (1, 4) and not explore
+            count = 0 if agent_state is None else agent_state
+            return np.eye(2, dtype=np.float32)[[count % 2]], count + 1
+
+    agents = types.ModuleType("worldflux.agents")
+    agents.make_agent = lambda model, **kw: _Agent()
+    monkeypatch.setitem(sys.modules, "worldflux.agents", agents)
+    result = _invoke("eval", "--config", str(project / "worldflux.toml"), "--checkpoint", "outputs/model",
+                     "--episodes", "2")
+    assert result.exit_code == 0, result.output
+    assert "episode 1: return" in result.output and "mean return over 2 episodes" in result.output
+    result = _invoke("eval", "--config", str(project / "worldflux.toml"), "--checkpoint",
+                     "outputs/checkpoint_final.pt", "--episodes", "1")
+    assert result.exit_code == 0, result.output
+    result = _invoke("eval", "--config", str(project / "worldflux.toml"), "--checkpoint", "outputs/missing")
+    assert result.exit_code == 2 and "--checkpoint" in result.output
 
 
 def test_unknown_env_stops_with_the_cause_unless_fallback_is_allowed(tmp_path: Path) -> None:
@@ -220,7 +258,7 @@ def test_info_commands() -> None:
 
 
 def test_subprocess_console_entry_points(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = _subprocess_env()
     result = subprocess.run([sys.executable, "-m", "worldflux", "config", "schema"], capture_output=True, text=True,
                             timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -234,6 +272,13 @@ def test_subprocess_console_entry_points(tmp_path: Path) -> None:
                             timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "training.batch" in result.stderr and "batch_size" in result.stderr
+
+
+def test_train_as_a_subprocess_prints_metrics_and_no_library_chatter(random_project) -> None:
+    _, process = random_project
+    assert "Step 10/20 (50.0%) |" in process.stdout and "loss=" in process.stdout  # LoggingCallback, on the console
+    assert "dashboard" not in process.stdout  # [visualization] enabled = false
+    assert "absl" not in process.stderr and "orbax" not in process.stderr.lower(), process.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------------- with the real train_online
