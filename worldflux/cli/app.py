@@ -100,10 +100,15 @@ def _guarded(fn: F) -> F:
 # ------------------------------------------------------------------------------------------------ init
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 def _prompt(value: Any, text: str, default: Any) -> Any:
+    """The flag's value; else, in a terminal, ask (with `default`); else `default`."""
     if value is not None:
         return value
-    if sys.stdin.isatty() and sys.stdout.isatty():
+    if _interactive():
         return typer.prompt(text, default=default)
     return default
 

@@ -240,6 +240,20 @@ def test_bad_toml_exits_2_naming_the_key(tmp_path: Path, toml: str, message: str
     assert message in " ".join(result.output.split())
 
 
+def test_init_prompts_in_a_terminal_without_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_module = sys.modules["worldflux.cli.app"]  # (the package's `app` attribute is the Typer object)
+    monkeypatch.setattr(app_module, "_interactive", lambda: True)
+    project = tmp_path / "asked"
+    result = runner.invoke(app, ["init", str(project)], input="gym\nCartPole-v1\ndreamer:ci\n")
+    assert result.exit_code == 0, result.output
+    assert "gymnasium environment id" in result.output
+    from worldflux.config_loader import load_config
+
+    config = load_config(project)
+    assert config.env_id == "CartPole-v1" and config.model == "dreamer:ci" and config.family == "dreamer"
+    assert config["architecture"]["action_dim"] == 2 and config["online_collection"]["enabled"] is True
+
+
 def test_usage_errors_and_missing_config_exit_2(tmp_path: Path) -> None:
     assert _invoke("train", "--steps", "0").exit_code == 2  # click range check names --steps
     result = _invoke("train", "--config", str(tmp_path / "absent.toml"))
