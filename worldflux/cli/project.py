@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -31,16 +32,20 @@ def load_helper(config: ProjectConfig, name: str) -> ModuleType | None:
     return module
 
 
-def build_model(config: ProjectConfig, obs_shape: tuple[int, ...], action_dim: int) -> Any:
-    """``create_world_model(config.model, obs_shape, action_dim, hidden_dim=[architecture] hidden_dim)``."""
-    from worldflux import create_world_model
+def build_model(config: ProjectConfig, obs_shape: tuple[int, ...], action_dim: int, *, agent: bool = False) -> Any:
+    """``create_world_model(config.model, obs_shape, action_dim, hidden_dim=[architecture] hidden_dim)``.
 
-    return create_world_model(
-        config.model,
-        obs_shape=tuple(obs_shape),
-        action_dim=int(action_dim),
-        hidden_dim=int(config["architecture"]["hidden_dim"]),
-    )
+    With ``agent=True`` (online runs, where the model must also act), configs that have an ``actor_critic``
+    field get ``actor_critic=True`` (behaviour learning in the same train step); others act by planning.
+    """
+    from worldflux import create_world_model
+    from worldflux.factory import get_config
+
+    overrides: dict[str, Any] = {"hidden_dim": int(config["architecture"]["hidden_dim"])}
+    if agent and hasattr(get_config(config.model, obs_shape=tuple(obs_shape), action_dim=int(action_dim)),
+                         "actor_critic"):
+        overrides["actor_critic"] = True
+    return create_world_model(config.model, obs_shape=tuple(obs_shape), action_dim=int(action_dim), **overrides)
 
 
 def training_config(config: ProjectConfig, output_dir: Path, total_steps: int | None = None) -> Any:
@@ -83,11 +88,19 @@ def load_trained_model(config: ProjectConfig, checkpoint: str | os.PathLike[str]
         model = create_world_model(os.fspath(path))
         return model, tuple(model.config.obs_shape), int(model.config.action_dim)
     meta = read_checkpoint_metadata(path)
-    model_config = meta.get("model_config") or {}
-    obs_shape = tuple(int(d) for d in model_config.get("obs_shape") or config["architecture"]["obs_shape"])
-    action_dim = int(model_config.get("action_dim") or config["architecture"]["action_dim"])
-    model = build_model(config, obs_shape, action_dim)
+    model_config = meta.get("model_config")
     with tempfile.TemporaryDirectory(prefix="worldflux-load-") as scratch:
-        trainer = Trainer(model, training_config(config, Path(scratch)))
+        if model_config:  # the exact architecture the checkpoint was trained with
+            from worldflux.core.config import WorldModelConfig
+            from worldflux.models.registry import build_model as build_registered
+
+            file = Path(scratch) / "config.json"
+            file.write_text(json.dumps(model_config), encoding="utf-8")
+            model = build_registered(WorldModelConfig.load(file))
+        else:
+            model = build_model(config, tuple(config["architecture"]["obs_shape"]),
+                                int(config["architecture"]["action_dim"]))
+        obs_shape, action_dim = tuple(int(d) for d in model.config.obs_shape), int(model.config.action_dim)
+        trainer = Trainer(model, training_config(config, Path(scratch) / "run"))
         trainer.load_checkpoint(os.fspath(path))  # writes the parameters into the model
     return model, obs_shape, action_dim

@@ -135,9 +135,25 @@ def test_gym_env_with_random_policy_replay(tmp_path: Path, monkeypatch: pytest.M
     toml = (project / "worldflux.toml").read_text()
     assert 'gym_env = "CartPole-v1"' in toml and "obs_shape = [4]" in toml and "action_dim = 2" in toml
     _shrink(project, training=FAST["training"], data=FAST["data"])
+    with (project / "dataset.py").open("a") as handle:  # the project's helpers are what train uses
+        handle.write(
+            "\n_build = build_replay_buffer\n\n\n"
+            "def build_replay_buffer(config, obs_shape, action_dim, seed, env=None):\n"
+            "    (config.root / 'dataset_used').write_text(str(env is not None))\n"
+            "    return _build(config, obs_shape, action_dim, seed, env=env)\n"
+        )
+    with (project / "local_dashboard.py").open("a") as handle:
+        handle.write(
+            "\n_create = create_dashboard\n\n\n"
+            "def create_dashboard(config, state):\n"
+            "    state.set_info(custom='from local_dashboard.py')\n"
+            "    return _create(config, state)\n"
+        )
     result = _invoke("train", "--config", str(project / "worldflux.toml"))
     assert result.exit_code == 0, result.output
     out = project / "outputs"
+    assert (project / "dataset_used").read_text() == "True"
+    assert json.loads((out / "dashboard.json").read_text())["info"]["custom"] == "from local_dashboard.py"
     manifest = json.loads((out / "run_manifest.json").read_text())
     assert manifest["data_mode"] == "env_random_policy_replay" and manifest["degraded_modes"] == []
     episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
