@@ -307,7 +307,7 @@ def test_subprocess_console_entry_points(tmp_path: Path) -> None:
 def test_train_as_a_subprocess_prints_metrics_and_no_library_chatter(random_project) -> None:
     _, process = random_project
     assert "Step 10/20 (50.0%) |" in process.stdout and "loss=" in process.stdout  # LoggingCallback, on the console
-    assert "dashboard" not in process.stdout  # [visualization] enabled = false
+    assert "dashboard: http" not in process.stdout  # [visualization] enabled = false
     assert "absl" not in process.stderr and "orbax" not in process.stderr.lower(), process.stderr[-3000:]
 
 
