@@ -20,7 +20,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from worldflux.config_loader import CONFIG_FILENAME, SCHEMA, ProjectConfigError, json_schema, load_config
+from worldflux.config_loader import (
+    CONFIG_FILENAME,
+    SCHEMA,
+    SUPPORTED_FAMILIES,
+    ProjectConfigError,
+    json_schema,
+    load_config,
+)
 
 from .train_run import CLIError
 
@@ -120,7 +127,7 @@ def init(
     env: Annotated[str | None, typer.Option("--env", help="gymnasium environment id, e.g. Pendulum-v1.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model id: tdmpc2:ci, dreamer:ci, ...")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Training data: 'gym' or 'random'.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="[training] total_steps.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help=r"\[training] total_steps.")] = None,
     online: Annotated[bool, typer.Option("--online/--no-online", help="Collect with the agent while training "
                                          "(gym source) or train on random-policy episodes.")] = True,
     dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard", help="Serve the live dashboard.")] = True,
@@ -179,7 +186,7 @@ def init(
 @_guarded
 def train(
     config: Annotated[Path, typer.Option("--config", "-c", help="Project file.")] = Path(CONFIG_FILENAME),
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Override [training] total_steps.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help=r"Override \[training] total_steps.")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Checkpoint to continue from.")] = None,
     keep_serving: Annotated[bool | None, typer.Option(
         "--keep-serving/--exit-when-done",
@@ -288,7 +295,7 @@ def models(
         table.add_column(column)
     assert isinstance(catalog, dict)
     for model_id, info in catalog.items():
-        if not all_models and info.get("type") not in ("dreamer", "tdmpc2"):
+        if not all_models and info.get("type") not in SUPPORTED_FAMILIES:
             continue
         table.add_row(model_id, str(info.get("type")), str(info.get("params")), ", ".join(aliases.get(model_id, [])),
                       str(info.get("description")))
@@ -329,7 +336,7 @@ def doctor() -> None:
 @app.command()
 @_guarded
 def verify(
-    quick: Annotated[bool, typer.Option("--quick", help="The quick checks ([verify] mode = 'quick').")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help=r"The quick checks (\[verify] mode = 'quick').")] = False,
     proof: Annotated[bool, typer.Option("--proof", help="Proof mode against an official baseline.")] = False,
     config: Annotated[Path, typer.Option("--config", "-c", help="Project file.")] = Path(CONFIG_FILENAME),
 ) -> None:
