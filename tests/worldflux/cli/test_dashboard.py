@@ -83,6 +83,21 @@ def test_server_serves_json_keeps_serving_and_closes_fast() -> None:
         DashboardServer(state, host="0.0.0.0", port=0)
 
 
+def test_close_does_not_wait_for_a_stalled_client() -> None:
+    import socket
+
+    server = DashboardServer(DashboardState(), port=0)
+    stalled = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    stalled.sendall(b"GET /api/state HTTP/1.1\r\n")  # an unfinished request: its handler thread blocks reading
+    time.sleep(0.2)
+    try:
+        start = time.perf_counter()
+        server.close()
+        assert time.perf_counter() - start < 3.0
+    finally:
+        stalled.close()
+
+
 def _find_browser() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
