@@ -204,7 +204,9 @@ class LoggingCallback(Callback):
     TensorBoard.
 
     Every ``log_interval`` steps: ``"Step s/total (p%) | loss=...,... | x steps/s"`` (steps/s over the
-    interval since the previous log line).
+    interval since the previous log line). The line goes to the ``worldflux.training`` logger at INFO and,
+    with ``console=True`` (the default) while no logging handler would show it (logging not configured),
+    is printed to stdout, so it is visible by default as in the reference.
 
     Args:
         log_interval: steps between log lines (> 0).
@@ -216,6 +218,7 @@ class LoggingCallback(Callback):
         tensorboard_dir: event-file directory (default ``<TrainingConfig.output_dir>/tensorboard``). The writer
             is ``torch.utils.tensorboard.SummaryWriter`` when the ``tensorboard`` package is installed, else
             ``tensorboardX.SummaryWriter``, else a built-in minimal event-file writer (scalars only).
+        console: print the log line to stdout when logging is not configured to show it.
 
     Raises:
         ValueError: ``log_interval <= 0``.
@@ -230,6 +233,7 @@ class LoggingCallback(Callback):
         *,
         use_tensorboard: bool = False,
         tensorboard_dir: str | os.PathLike[str] | None = None,
+        console: bool = True,
     ) -> None:
         _check_positive("log_interval", log_interval)
         self.log_interval = log_interval
@@ -237,6 +241,7 @@ class LoggingCallback(Callback):
         self.wandb_project = wandb_project
         self.wandb_run_name = wandb_run_name
         self.use_tensorboard = use_tensorboard or tensorboard_dir is not None
+        self.console = bool(console)
         self.tensorboard_dir = None if tensorboard_dir is None else os.fspath(tensorboard_dir)
         self._wandb: Any = None
         self._writer: Any = None
@@ -272,7 +277,10 @@ class LoggingCallback(Callback):
         self._last_time, self._last_step = now, step
         total = _target_steps(trainer)
         text = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-        logger.info("Step %d/%d (%.1f%%) | %s | %.2f steps/s", step, total, 100.0 * step / max(total, 1), text, rate)
+        line = f"Step {step}/{total} ({100.0 * step / max(total, 1):.1f}%) | {text} | {rate:.2f} steps/s"
+        logger.info("%s", line)
+        if self.console and not _reaches_a_handler(logger):
+            print(line, flush=True)  # as the reference: visible without configuring logging
         if self._wandb is not None:
             self._wandb.log({**metrics, "steps_per_sec": rate}, step=step)
         if self._writer is not None:
@@ -289,6 +297,20 @@ class LoggingCallback(Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _reaches_a_handler(log: logging.Logger) -> bool:
+    """True when an INFO record of ``log`` reaches a configured handler (not logging's last resort)."""
+    if not log.isEnabledFor(logging.INFO):
+        return False
+    current: logging.Logger | None = log
+    while current is not None:
+        if any(handler.level <= logging.INFO for handler in current.handlers):
+            return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
 
 
 def make_summary_writer(logdir: str | os.PathLike[str]) -> Any:

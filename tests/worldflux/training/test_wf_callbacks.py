@@ -96,7 +96,8 @@ def test_seed_002_custom_callback_with_step_and_losses(tmp_path, capsys):
     trainer = Trainer(fresh_model("tdmpc2:ci"), config(tmp_path, total_steps=4))
     trainer.add_callback(MyCallback())
     trainer.train(buffer())
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Step ")]
+    # (the default LoggingCallback's "Step s/total (p%) | ..." console lines are left out)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Step ") and "|" not in line]
     assert [line.split(":")[0] for line in lines] == ["Step 2", "Step 4"]
     assert all("loss=" in line for line in lines)
 
@@ -294,3 +295,31 @@ def test_documented_validation_errors():
 
     assert {"Trainer", "train", "Callback", "LoggingCallback", "CheckpointCallback"} <= set(training.__all__)
     assert "EarlyStoppingCallback" not in training.__all__ and "ProgressCallback" not in training.__all__
+
+
+def test_logging_callback_prints_when_logging_is_not_configured(capsys):
+    import types
+
+    from worldflux.training import callbacks as callbacks_module
+
+    trainer = types.SimpleNamespace(
+        state=types.SimpleNamespace(global_step=0, metrics={"loss": 0.25}),
+        config=types.SimpleNamespace(total_steps=4),
+        target_steps=4,
+    )
+    log = callbacks_module.logger
+    saved = log.propagate, log.handlers[:]
+    log.propagate, log.handlers[:] = False, []  # no handler anywhere: as in a script that configures no logging
+    try:
+        cb = LoggingCallback(log_interval=2)
+        cb.on_train_begin(trainer)
+        for step in (1, 2):
+            trainer.state.global_step = step
+            cb.on_step_end(trainer)
+        quiet = LoggingCallback(log_interval=2, console=False)
+        quiet.on_train_begin(trainer)
+        quiet.on_step_end(trainer)
+    finally:
+        log.propagate, log.handlers[:] = saved
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Step ")]
+    assert lines == [lines[0]] and lines[0].startswith("Step 2/4 (50.0%) | loss=0.2500 |")
