@@ -23,7 +23,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 LossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
-PostUpdate = Callable[["TrainState"], "TrainState"]
+# `post_update(state)`, or `post_update(state, components)` to read the step's loss components (DreamerV3's
+# actor-critic stores its return normaliser's statistics this way).
+PostUpdate = Callable[..., "TrainState"]
 
 DATA_AXIS = "data"
 
@@ -74,6 +76,15 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
     return jax.device_put(batch, sharding)
 
 
+def apply_post_update(post_update: PostUpdate, state: TrainState, components: dict[str, jax.Array]) -> TrainState:
+    """Call `post_update` with the loss components when it takes a second argument."""
+    import inspect
+
+    if len(inspect.signature(post_update).parameters) >= 2:
+        return post_update(state, components)
+    return post_update(state)
+
+
 def make_train_step(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
@@ -98,7 +109,7 @@ def make_train_step(
         params = optax.apply_updates(state.params, updates)
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         if post_update is not None:
-            new_state = post_update(new_state)
+            new_state = apply_post_update(post_update, new_state, components)
         metrics = {"loss": loss, **components, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 

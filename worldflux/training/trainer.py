@@ -85,11 +85,12 @@ import torch
 from worldflux.core.batch import Batch, BatchRequest
 from worldflux.core.exceptions import CheckpointError, ConfigurationError, TrainingError, ValidationError
 from worldflux.interop import to_jit_input
-from worldflux_jax.train import TrainState, make_train_step
+from worldflux_jax.train import TrainState, apply_post_update, make_train_step
 
 from .callbacks import Callback, CallbackList, CheckpointCallback, LoggingCallback
 from .checkpoint import CHECKPOINT_SCHEMA_VERSION, CheckpointSnapshot, CheckpointWriter, restore_checkpoint
 from .config import TrainingConfig
+from .param_groups import grouped_optimizer
 
 __all__ = ["LazyMetrics", "Trainer", "TrainingState", "build_optimizer", "build_schedule"]
 
@@ -429,8 +430,10 @@ class _DataStream:
         self.stream = stream
         self.batch_size = batch_size
         self.seq_len = seq_len
-        self.source = f"{type(data).__name__}.sample()" if callable(getattr(data, "sample", None)) else (
-            f"iterator over {type(data).__name__}"
+        self.source = (
+            f"{type(data).__name__}.sample()"
+            if callable(getattr(data, "sample", None))
+            else (f"iterator over {type(data).__name__}")
         )
         if callable(getattr(data, "sample", None)):
             self._sample: Callable[[], Any] | None = _sample_call(data, batch_size, seq_len)
@@ -571,6 +574,8 @@ class _StepProgram:
     """
 
     def __init__(self, adapter: _ModelAdapter, config: TrainingConfig, optimizer: Any, scheduler: Any) -> None:
+        if optimizer is None:
+            optimizer = grouped_optimizer(adapter.core, config)  # None unless the model has lr groups
         self.optimizer, multi = build_optimizer(config, optimizer, scheduler)
         loss_fn = adapter.core.train_loss
         if config.mixed_precision:
@@ -582,8 +587,11 @@ class _StepProgram:
         if post is not None and multi is not None:
             raw_post = post
 
-            def post(state: TrainState) -> TrainState:  # EMA only on steps that applied an update
-                return jax.lax.cond(multi.has_updated(state.opt_state), raw_post, lambda s: s, state)
+            def post(state: TrainState, components: Any) -> TrainState:  # EMA only on steps that applied an update
+                def run(s: TrainState) -> TrainState:
+                    return apply_post_update(raw_post, s, components)
+
+                return jax.lax.cond(multi.has_updated(state.opt_state), run, lambda s: s, state)
 
         inner = make_train_step(loss_fn, self.optimizer, post_update=post, donate=False)
 
@@ -710,8 +718,7 @@ class Trainer:
         _seed_everything(config.seed)
         if config.model_overrides:
             raise ConfigurationError(
-                "TrainingConfig.model_overrides is not applied by Trainer. Pass model overrides at model creation "
-                "time."
+                "TrainingConfig.model_overrides is not applied by Trainer. Pass model overrides at model creation time."
             )
         if config.ema_decay is not None:
             raise ConfigurationError("TrainingConfig.ema_decay is not implemented yet. Set ema_decay=None.")
