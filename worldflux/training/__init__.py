@@ -33,3 +33,7 @@ __all__ = [
     "LoggingCallback",
     "CheckpointCallback",
 ]
+
+from .online import OnlineResult, train_online  # noqa: E402 - needs Trainer and the agents
+
+__all__ += ["OnlineResult", "train_online"]
