@@ -101,7 +101,21 @@ def make_agent(model: Any, policy: str = "agent", *, seed: int = 0, **planner_kw
             f"make_agent needs a worldflux world model (create_world_model), got {type(model).__name__}"
         )
     try:
+        key = (id(core), policy, tuple(sorted(planner_kwargs.items())))
+        hash(key)
+    except TypeError:
+        key = None
+    cached = _FNS.get(key) if key is not None else None
+    if cached is not None and cached[0] is core:
+        return Agent(model, cached[1], seed)
+    try:
         fns = make_agent_fns(core, policy, **planner_kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"cannot build a {policy!r} agent for this model: {exc}") from exc
+    if key is not None:
+        # Agents of the same core and settings share one jitted function (no recompilation per evaluation).
+        _FNS[key] = (core, fns)
     return Agent(model, fns, seed)
+
+
+_FNS: dict[Any, tuple[Any, AgentFns]] = {}
