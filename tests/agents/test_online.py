@@ -66,7 +66,11 @@ def test_online_run_leaves_consistent_buffer_manifest_and_episode_log_then_resum
     assert result.env_steps == 200
     # 2 envs x 100 steps: 3 finished 30-step episodes each (the last 10 steps are in progress).
     assert result.episode_lengths == [30] * 6
-    assert len(result.buffer) == sum(result.episode_lengths) == 180
+    # Each episode stores its 31 observations: row t = (o_t, a_t, reward arriving with o_t, terminal flag).
+    assert len(result.buffer) == sum(n + 1 for n in result.episode_lengths) == 186
+    rewards = np.asarray(result.buffer._rewards[:31])
+    assert rewards[0] == 0.0 and rewards[1:].sum() == pytest.approx(result.episode_returns[0], rel=1e-5)
+    assert np.all(np.asarray(result.buffer._actions[30]) == 0.0)  # the final observation has no action
     assert result.buffer.num_episodes == 6
     assert float(np.asarray(result.buffer._dones).sum()) == 0.0  # time-limit truncation is not termination
     lines = [json.loads(x) for x in open(os.path.join(tmp_path, "episodes.jsonl"))]
@@ -86,7 +90,7 @@ def test_online_run_leaves_consistent_buffer_manifest_and_episode_log_then_resum
     assert resumed.updates > result.updates
     assert resumed.episode_returns[:6] == pytest.approx(result.episode_returns)
     assert len(resumed.episode_returns) == 6 + 2  # the envs restart: one more 30-step episode each
-    assert len(resumed.buffer) == 240
+    assert len(resumed.buffer) == 8 * 31
     lines = open(os.path.join(tmp_path, "episodes.jsonl")).read().splitlines()
     assert len(lines) == 8
 

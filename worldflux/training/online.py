@@ -4,7 +4,10 @@ The loop alternates two phases until ``total_env_steps`` transitions were collec
 
 * collecting: ``collect_steps_per_update`` vector steps (``num_envs`` transitions each) with the agent
   (``make_agent(model, policy)``; uniform random actions until ``warmup_transitions``). Finished episodes go
-  into the ``ReplayBuffer`` as whole episodes: the buffer's ``dones`` hold terminations only, so a truncated
+  into the ``ReplayBuffer`` as whole episodes of ``length + 1`` rows: row t holds the observation o_t, the action
+  taken at it, and the reward and termination flag that arrived with o_t (0 / False for the first row; the last
+  row is the final observation with a zero action), which is what both losses expect (DreamerV3 predicts r_t
+  from its state at t, TD-MPC2 r_{t+1} from (z_t, a_t)). The buffer's ``dones`` hold terminations only, so a truncated
   episode (time limit) keeps its boundary in the episode index without being marked terminal. Every episode
   is a line of ``output_dir/episodes.jsonl`` (index, return, length, env_steps, terminated, truncated).
 * training: ``updates_per_collect`` jitted updates through the ``Trainer`` public API
@@ -115,14 +118,12 @@ def _check_positive(name: str, value: Any, minimum: int = 1) -> int:
 
 
 class _Episodes:
-    """Per-env partial episodes; finished ones go to the buffer, the log and the callbacks."""
+    """Per-env partial episodes (rows ``(obs_t, a_t, r_t, terminal_t)``) and the reward that arrives with the
+    next observation; finished ones go to the buffer, the log and the callbacks."""
 
     def __init__(self, num_envs: int) -> None:
         self.rows: list[list[tuple[np.ndarray, np.ndarray, float, bool]]] = [[] for _ in range(num_envs)]
-
-    def clear(self) -> None:
-        for rows in self.rows:
-            rows.clear()
+        self.incoming = np.zeros(num_envs, np.float32)
 
 
 def train_online(
@@ -190,7 +191,8 @@ def train_online(
     explorer = make_agent(model, "random", seed=seed + 1)
     os.makedirs(config.output_dir, exist_ok=True)
     episodes_path = os.path.join(config.output_dir, "episodes.jsonl")
-    capacity = max(total_env_steps, config.batch_size * config.sequence_length)
+    # Each episode adds its final observation as an extra row: at most 2 rows per env step.
+    capacity = max(2 * total_env_steps, config.batch_size * config.sequence_length)
     buffer = ReplayBuffer(capacity=capacity, obs_shape=obs_shape, action_dim=int(mcfg.action_dim))
     buffer.rng = None
     hooks = _TrainerHooks(user_callbacks)
@@ -233,11 +235,23 @@ def train_online(
                 for i in range(num_envs):
                     if not step.valid[i]:
                         continue
-                    partial.rows[i].append((obs[i], actions[i], float(step.reward[i]), bool(step.terminated[i])))
+                    # Row t: o_t, the action taken at it, and the reward / terminal flag that arrived WITH o_t
+                    # (the losses' convention: DreamerV3 predicts r_t from the state at t, TD-MPC2 r_{t+1} from
+                    # (z_t, a_t)). The episode's last observation is a row of its own (zero action).
+                    partial.rows[i].append((obs[i], actions[i], float(partial.incoming[i]), False))
+                    partial.incoming[i] = step.reward[i]
                     result.env_steps += 1
                     if done[i]:
+                        last = (
+                            step.final_obs[i],
+                            np.zeros_like(actions[i]),
+                            float(step.reward[i]),
+                            bool(step.terminated[i]),
+                        )
+                        partial.rows[i].append(last)
                         _finish(partial.rows[i], bool(step.truncated[i]), buffer, result, episode_table, user_callbacks)
                         partial.rows[i] = []
+                        partial.incoming[i] = 0.0
                         progress.set_postfix(ret=f"{result.episode_returns[-1]:.1f}", refresh=False)
                 progress.update(int(step.valid.sum()))
                 first = done | ~step.valid
@@ -305,7 +319,7 @@ def _finish(
     info = {
         "index": len(result.episode_returns),
         "return": float(rewards.sum()),
-        "length": int(len(rows)),
+        "length": int(len(rows) - 1),  # env steps (the buffer holds length + 1 observations)
         "env_steps": int(result.env_steps),
         "terminated": terminated,
         "truncated": bool(truncated and not terminated),
