@@ -250,16 +250,12 @@ class LoggingCallback(Callback):
             try:
                 import wandb
             except ImportError:
-                warnings.warn(
-                    "LoggingCallback(use_wandb=True): wandb is not installed; skipping wandb logging",
-                    UserWarning,
-                    stacklevel=2,
-                )
+                warnings.warn("LoggingCallback(use_wandb=True): wandb is not installed; skipping wandb logging",
+                              UserWarning, stacklevel=2)
                 self.use_wandb = False
             else:
-                wandb.init(
-                    project=self.wandb_project or "worldflux", name=self.wandb_run_name, config=trainer.config.to_dict()
-                )
+                wandb.init(project=self.wandb_project or "worldflux", name=self.wandb_run_name,
+                           config=trainer.config.to_dict())
                 self._wandb = wandb
         if self.use_tensorboard and self._writer is None:
             logdir = self.tensorboard_dir or os.path.join(trainer.config.output_dir, "tensorboard")
@@ -575,11 +571,8 @@ class EarlyStoppingCallback(Callback):
         if self.counter >= self.patience:
             trainer.state.should_stop = True
             logger.info(
-                "Early stopping at step %d: %s has not improved on %.6f for %d steps",
-                step,
-                self.monitor,
-                self.best,
-                self.counter,
+                "Early stopping at step %d: %s has not improved on %.6f for %d steps", step, self.monitor,
+                self.best, self.counter,
             )
 
 
@@ -597,13 +590,8 @@ class ProgressCallback(Callback):
         except ImportError:
             self._bar = None
             return
-        self._bar = tqdm(
-            total=_target_steps(trainer),
-            initial=int(trainer.state.global_step),
-            desc=self.desc,
-            unit="step",
-            dynamic_ncols=True,
-        )
+        self._bar = tqdm(total=_target_steps(trainer), initial=int(trainer.state.global_step), desc=self.desc,
+                         unit="step", dynamic_ncols=True)
 
     def on_step_end(self, trainer: Any) -> None:
         if self._bar is None:

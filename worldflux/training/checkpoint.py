@@ -202,7 +202,8 @@ def _read_marker(path: Path) -> dict[str, Any]:
     version = payload.get("schema_version")
     if version != CHECKPOINT_SCHEMA_VERSION:
         raise CheckpointError(
-            f"Checkpoint {str(path)!r} has schema_version {version!r}; this version reads {CHECKPOINT_SCHEMA_VERSION}"
+            f"Checkpoint {str(path)!r} has schema_version {version!r}; this version reads "
+            f"{CHECKPOINT_SCHEMA_VERSION}"
         )
     leaves = payload.get("leaves")
     if not isinstance(leaves, list) or not all(isinstance(e, dict) and "path" in e for e in leaves):
