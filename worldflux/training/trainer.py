@@ -430,10 +430,8 @@ class _DataStream:
         self.stream = stream
         self.batch_size = batch_size
         self.seq_len = seq_len
-        self.source = (
-            f"{type(data).__name__}.sample()"
-            if callable(getattr(data, "sample", None))
-            else (f"iterator over {type(data).__name__}")
+        self.source = f"{type(data).__name__}.sample()" if callable(getattr(data, "sample", None)) else (
+            f"iterator over {type(data).__name__}"
         )
         if callable(getattr(data, "sample", None)):
             self._sample: Callable[[], Any] | None = _sample_call(data, batch_size, seq_len)
@@ -718,7 +716,8 @@ class Trainer:
         _seed_everything(config.seed)
         if config.model_overrides:
             raise ConfigurationError(
-                "TrainingConfig.model_overrides is not applied by Trainer. Pass model overrides at model creation time."
+                "TrainingConfig.model_overrides is not applied by Trainer. Pass model overrides at model creation "
+                "time."
             )
         if config.ema_decay is not None:
             raise ConfigurationError("TrainingConfig.ema_decay is not implemented yet. Set ema_decay=None.")
