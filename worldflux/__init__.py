@@ -129,7 +129,7 @@ _DEPRECATED: dict[str, str] = {
 }
 
 # Subpackages that attribute access imports (``worldflux.core``), when they exist.
-_SUBPACKAGES = ("core", "training", "execution", "verify", "cloud")
+_SUBPACKAGES = ("core", "training", "agents", "execution", "verify", "cloud")
 
 __all__ = list(_EXPORTS)
 

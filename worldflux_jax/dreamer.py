@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from worldflux_jax import actor_critic as ac
 from worldflux_jax import rssm as rssm_lib
 from worldflux_jax.config import DreamerV3Config
 from worldflux_jax.distributions import (
@@ -28,7 +29,6 @@ from worldflux_jax.distributions import (
     twohot_cross_entropy,
     twohot_expected_value,
 )
-from worldflux_jax.errors import ConfigurationError
 from worldflux_jax.family import float_obs, one_hot_actions
 from worldflux_jax.networks import CNNDecoder, CNNEncoder, Head, MLPDecoder, MLPEncoder
 from worldflux_jax.rssm import RSSM, RSSMState
@@ -94,6 +94,14 @@ class Batch(NamedTuple):
     terminations: jax.Array
 
 
+def _is_shape(x: Any) -> bool:
+    return isinstance(x, tuple) and all(isinstance(d, int) for d in x)
+
+
+def _host(value: Any) -> Any:
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else value
+
+
 def features_of(state: RSSMState) -> jax.Array:
     """`concat(deter, flatten(stoch))`: `[..., F]`."""
     stoch = state["stoch"]
@@ -117,14 +125,6 @@ class DreamerV3:
 
     def __init__(self, config: DreamerV3Config, scan_unroll: int | bool = 1) -> None:
         """`scan_unroll` is passed to the time scans (`True` unrolls fully, e.g. to count FLOPs)."""
-        if config.actor_critic:
-            # The reference's optional imagination actor-critic is not part of this world model yet;
-            # refusing beats silently training without it.
-            raise ConfigurationError(
-                "actor_critic=True is not supported by the worldflux-jax DreamerV3 world model; "
-                "set actor_critic=False (the default)",
-                config_name=config.model_name,
-            )
         self.config = config
         self.scan_unroll = scan_unroll
         self.net = DreamerV3Net(config)
@@ -140,23 +140,54 @@ class DreamerV3:
         obs = jnp.zeros((1, *cfg.obs_shape), jnp.float32)
         action = jnp.zeros((1, cfg.action_dim), jnp.float32)
         # Jitted: one compile is far quicker than running the initialiser op by op.
-        return jax.jit(self.net.init)(key, obs, action)["params"]
+        params = jax.jit(self.net.init)(key, obs, action)["params"]
+        if cfg.actor_critic:
+            params = {**params, **jax.jit(lambda k: ac.init_heads(cfg, k))(jax.random.fold_in(key, 1))}
+        return params
 
     def param_shapes(self) -> Params:
         """The parameter tree as `ShapeDtypeStruct`s (no computation)."""
         return jax.eval_shape(self.init, jax.random.key(0))
 
-    def to_torch_state_dict(self, params: Params) -> dict[str, np.ndarray]:
-        """The reference `state_dict()` (torch names and layouts, numpy arrays), buffers included."""
+    def to_torch_state_dict(self, params: Params, extras: Any = None) -> dict[str, np.ndarray]:
+        """The reference `state_dict()` (torch names and layouts, numpy arrays), buffers included. With
+        `actor_critic`: also `actor.*`, `critic.*`, `slow_critic.*` and `_return_low` / `_return_high` from
+        `extras` (default: fresh ones, a copy of the critic and 0 / 1)."""
         state = params_to_torch(params)
         state["reward_head.bins"] = np.asarray(self.bins)
         state["_device_tracker"] = np.zeros((0,), np.float32)
+        if self.config.actor_critic:
+            extras = ac.ac_extras(params) if extras is None else extras
+            state.update(params_to_torch({ac.SLOW_CRITIC: extras[ac.SLOW_CRITIC]}))
+            state["_return_low"] = np.asarray(extras["return_low"], np.float32).reshape(())
+            state["_return_high"] = np.asarray(extras["return_high"], np.float32).reshape(())
         return state
 
     def from_torch_state_dict(self, state_dict: Mapping[str, Any]) -> Params:
         """Parameters from a reference `state_dict` (numpy arrays or CPU torch tensors)."""
-        params = params_from_torch(self.param_shapes(), state_dict, ignore=_BUFFERS)
+        ignore = _BUFFERS
+        if self.config.actor_critic:
+            slow = {k for k in state_dict if k.startswith(ac.SLOW_CRITIC + ".")}
+            ignore = (*_BUFFERS, *ac.RETURN_BUFFERS, *slow)
+        params = params_from_torch(self.param_shapes(), state_dict, ignore=ignore)
         return jax.tree.map(jnp.asarray, params)
+
+    def extras_from_torch_state_dict(self, state_dict: Mapping[str, Any], params: Params) -> Any:
+        """The actor-critic extras (slow critic, normaliser) from a state dict; fresh ones for what it lacks.
+        None without `actor_critic`."""
+        if not self.config.actor_critic:
+            return None
+        extras = ac.ac_extras(params)
+        prefix = ac.SLOW_CRITIC + "."
+        if any(k.startswith(prefix) for k in state_dict):
+            slow = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+            template = {ac.SLOW_CRITIC: jax.tree.map(jnp.shape, params[ac.CRITIC])}
+            template = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s, jnp.float32), template, is_leaf=_is_shape)
+            extras[ac.SLOW_CRITIC] = jax.tree.map(jnp.asarray, params_from_torch(template, slow)[ac.SLOW_CRITIC])
+        for name, key in zip(ac.RETURN_BUFFERS, ("return_low", "return_high"), strict=True):
+            if name in state_dict:
+                extras[key] = jnp.asarray(np.asarray(_host(state_dict[name]), np.float32).reshape(()))
+        return extras
 
     def _call(self, params: Params, method: Any, *args: Any) -> Any:
         return self.net.apply({"params": params}, *args, method=method)
@@ -289,7 +320,12 @@ class DreamerV3:
         )
 
     def loss(
-        self, params: Params, batch: Batch, key: jax.Array | None = None, sampling: str = "sample"
+        self,
+        params: Params,
+        batch: Batch,
+        key: jax.Array | None = None,
+        sampling: str = "sample",
+        extras: Any = None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """The reference world-model loss. Returns `(total, components)` with the keys of `LOSS_KEYS`.
 
@@ -297,10 +333,17 @@ class DreamerV3:
         the posterior (dynamics term) and on the prior (representation term). Reconstruction is an MSE
         against `symlog(obs)` for the MLP decoder and raw `obs` for the CNN decoder; reward (two-hot
         cross-entropy in symlog space) and continue (BCE with logits) skip t = 0, as the reference.
+
+        With `actor_critic`, the actor-critic terms (`worldflux_jax.actor_critic.loss`) of an imagination from
+        every posterior state are added (keys `actor`, `critic` and the metrics of `AC_METRIC_KEYS`); `extras`
+        holds the slow critic and the normaliser (None: fresh ones).
         """
         cfg = self.config
         obs = batch.obs.astype(jnp.float32)
-        states = self.observe(params, obs, batch.actions, key, sampling)
+        wm_key = ac_key = None
+        if key is not None:
+            wm_key, ac_key = jax.random.split(key)
+        states = self.observe(params, obs, batch.actions, wm_key, sampling)
         post, prior = states["posterior_logits"], states["prior_logits"]
         sg = jax.lax.stop_gradient
         kl_dyn = categorical_kl(sg(post), prior, cfg.kl_free).mean()
@@ -336,23 +379,70 @@ class DreamerV3:
             + scales["reward"] * reward_loss
             + scales["continue"] * continue_loss
         )
+        if cfg.actor_critic:
+            ac_total, ac_components = self._actor_critic_loss(params, extras, states, ac_key)
+            total = total + ac_total
+            components.update(ac_components)
         return total, components
+
+    def _actor_critic_loss(
+        self, params: Params, extras: Any, states: RSSMState, key: jax.Array | None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Imagination from every posterior state `[T, B, ...]` (flattened to `N = T * B`, detached) with the
+        world model held fixed, then the actor-critic loss."""
+        sg = jax.lax.stop_gradient
+        extras = ac.ac_extras(params) if extras is None else extras
+        # Deterministic draws when the caller gave no key (e.g. the parity fixtures' "mode" convention).
+        key = jax.random.key(0) if key is None else key
+        fixed = sg(params)
+        start = {k: sg(v.reshape(-1, *v.shape[2:])) for k, v in planning_state(states).items()}
+
+        def prior(state: RSSMState, action: jax.Array, step_key: jax.Array) -> RSSMState:
+            return rssm_lib.prior_step(self._rssm_apply, fixed["rssm"], state, action, "sample", step_key)
+
+        trajectory = ac.imagine(self.config, prior, features_of, fixed[ac.ACTOR], start, key)
+
+        def heads(method: Any) -> Any:
+            def apply(features: jax.Array) -> jax.Array:
+                h, n = features.shape[:2]
+                out = self._call(fixed, method, features.reshape(h * n, -1))
+                return out.reshape(h, n, *out.shape[1:])
+
+            return apply
+
+        def reward(features: jax.Array) -> jax.Array:
+            h, n = features.shape[:2]
+            return self.reward(fixed, features.reshape(h * n, -1)).reshape(h, n)
+
+        return ac.loss(self.config, params, extras, trajectory, reward, heads(DreamerV3Net.continue_logit), self.bins)
 
     def train_loss(
         self, params: Params, extras: Any, batch: Batch, key: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """`make_train_step`'s loss signature: stochastic (Gumbel) latents, no extra state."""
-        del extras
-        return self.loss(params, batch, key, "sample")
+        """`make_train_step`'s loss signature: stochastic (Gumbel) latents; `extras` is the actor-critic state
+        (None without `actor_critic`)."""
+        return self.loss(params, batch, key, "sample", extras)
+
+    def _ac_post_update(self, state: Any, components: Mapping[str, jax.Array]) -> Any:
+        """`post_update` of the train step (actor-critic only): slow-critic EMA, normaliser statistics."""
+        return state.replace(extras=ac.post_update(self.config, state.extras, state.params, dict(components)))
+
+    def optimizer_groups(self, config: Any, params: Params) -> tuple[Params, dict[str, float | None]]:
+        """Learning-rate groups (CONTRACTS §3): see `worldflux_jax.actor_critic.optimizer_groups`."""
+        return ac.optimizer_groups(config, params)
+
+    def act(self, params: Params, state: RSSMState, key: jax.Array, explore: bool | jax.Array = True) -> jax.Array:
+        """Actor actions `[B, A]` at model states `[B, ...]` (needs `actor_critic`)."""
+        return ac.sample_action(self.config, params[ac.ACTOR], features_of(state), key, explore)
 
     # -- model-family interface (worldflux_jax.family) ------------------------------------------
-    def init_extras(self, params: Params) -> None:
-        """No state besides the parameters."""
-        del params
+    def init_extras(self, params: Params) -> Any:
+        """The actor-critic state (slow critic, return normaliser) with `actor_critic`, else None."""
+        return ac.ac_extras(params) if self.config.actor_critic else None
 
-    def post_update(self, state: Any) -> Any:
-        """Nothing to do after an update."""
-        return state
+    def post_update(self, state: Any, components: Mapping[str, jax.Array]) -> Any:
+        """With `actor_critic`: slow-critic EMA and normaliser statistics; otherwise nothing to do."""
+        return self._ac_post_update(state, components) if self.config.actor_critic else state
 
     def make_batch(self, obs: Any, actions: Any, rewards: Any, terminations: Any = None) -> Batch:
         """Raw arrays -> `Batch` (float32 obs, one-hot integer actions, zero terminations when None)."""
@@ -362,8 +452,7 @@ class DreamerV3:
 
     def torch_state_dict(self, params: Params, extras: Any = None) -> dict[str, np.ndarray]:
         """The reference `state_dict()` (numpy, torch names and layouts)."""
-        del extras
-        return self.to_torch_state_dict(params)
+        return self.to_torch_state_dict(params, extras)
 
     def _head_losses(self, params: Params, features: jax.Array, batch: Batch) -> tuple[jax.Array, jax.Array]:
         """Reward and continue losses over t = 1..T-1 from time-major features `[T, B, F]`."""

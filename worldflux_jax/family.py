@@ -10,7 +10,7 @@ for one config. Nothing outside it branches on which family it is:
 | `init(key) -> params` | fresh float32 parameters |
 | `init_extras(params) -> extras` | non-trained state carried by the step (TD-MPC2's target Q; None) |
 | `train_loss(params, extras, batch, key) -> (total, components)` | the training objective |
-| `post_update(state) -> state` | after an applied update, inside the step (TD-MPC2's target EMA) |
+| `post_update(state, components) -> state` | after an applied update, inside the step (target EMAs) |
 | `make_batch(obs, actions, rewards, terminations) -> Batch` | raw arrays -> the family's batch (jit-safe) |
 | `planning_model() -> PlanningModel` | the view planners use |
 | `torch_state_dict(params, extras) -> {name: ndarray}` | the reference torch `state_dict` names/layouts |
@@ -44,7 +44,7 @@ class ModelFamily(Protocol):
 
     def train_loss(self, params: Any, extras: Any, batch: Any, key: jax.Array) -> tuple[jax.Array, dict[str, Any]]: ...
 
-    def post_update(self, state: Any) -> Any: ...
+    def post_update(self, state: Any, components: dict[str, Any]) -> Any: ...
 
     def make_batch(self, obs: Any, actions: Any, rewards: Any, terminations: Any = None) -> Any: ...
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from worldflux_jax.config import config_from_dict
+from worldflux_jax.torch_layout import params_to_torch
 
 FORWARD_TOL = (1e-4, 1e-5)  # (rtol, atol)
 GRAD_TOL = (1e-3, 1e-5)
@@ -48,6 +49,9 @@ def recompute_dreamer(config: Any, arrays: Arrays) -> Arrays:
 
     model = DreamerV3(config)
     params = model.from_torch_state_dict(_params(arrays))
+    # actor_critic: the actor / critic heads load from (and gradients export to) their torch names; the slow
+    # critic and the normaliser buffers come from the fixture when present.
+    extras = model.extras_from_torch_state_dict(_params(arrays), params)
     obs = jnp.asarray(arrays["input/obs"])
     actions = jnp.asarray(arrays["input/actions"])
     # Jitted: one compile per function is much faster than running these models op by op.
@@ -73,12 +77,12 @@ def recompute_dreamer(config: Any, arrays: Arrays) -> Arrays:
     batch = Batch(obs, actions, jnp.asarray(arrays["input/rewards"]), jnp.asarray(arrays["input/terminations"]))
 
     def total(p: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
-        return model.loss(p, batch, sampling="mode")
+        return model.loss(p, batch, sampling="mode", extras=extras)
 
     (loss, components), grads = jax.jit(jax.value_and_grad(total, has_aux=True))(params)
     out["loss/total"] = np.asarray(loss)
     out.update(_flat("loss", components))
-    out.update(_flat("grad", model.to_torch_state_dict(grads)))
+    out.update(_flat("grad", params_to_torch(grads)))
     return out
 
 

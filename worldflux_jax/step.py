@@ -43,7 +43,7 @@ from worldflux_jax.optim import Optimizer
 from worldflux_jax.precision import with_precision
 
 LossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
-PostUpdate = Callable[["TrainState"], "TrainState"]
+PostUpdate = Callable[..., "TrainState"]  # family: (state, components); low-level form: (state)
 
 DATA_AXIS = "data"
 HALT_KEY = "_halted_at"
@@ -202,6 +202,9 @@ def make_train_step(
         post_update = family.post_update
     else:
         loss_fn = with_precision(family, precision)
+        if post_update is not None:
+            low_level_post = post_update  # the low-level form's `post_update(state)` reads no loss components
+            post_update = lambda state, components: low_level_post(state)  # noqa: E731
     monitor = is_family if monitor is None else bool(monitor)
     opt = optimizer if isinstance(optimizer, Optimizer) else Optimizer(optimizer, None)
     metric_keys: list[str] = []
@@ -218,7 +221,7 @@ def make_train_step(
         params = optax.apply_updates(state.params, updates)
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         if post_update is not None:
-            new = jax.lax.cond(opt.has_updated(opt_state), post_update, lambda s: s, new)
+            new = jax.lax.cond(opt.has_updated(opt_state), lambda s: post_update(s, components), lambda s: s, new)
         metrics = {"loss": loss, **components, "grad_norm": optax.tree.norm(grads)}
         metric_keys[:] = sorted(metrics)[:32]
         if not monitor:

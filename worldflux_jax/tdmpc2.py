@@ -298,8 +298,9 @@ class TDMPC2:
         """The target Q ensemble: a copy of the online one."""
         return self.init_target(params)
 
-    def post_update(self, state: TrainState) -> TrainState:
-        """The target EMA (`target_update`)."""
+    def post_update(self, state: TrainState, components: Any = None) -> TrainState:
+        """The target EMA (`target_update`); the loss components are not needed."""
+        del components
         return self.target_update(state)
 
     def make_batch(self, obs: Any, actions: Any, rewards: Any, terminations: Any = None) -> Batch:

@@ -32,7 +32,7 @@ class Toy:
         err = batch["x"] @ params["w"] - batch["y"]
         return jnp.mean(err**2), {"mse": jnp.mean(err**2), "target_gap": jnp.sum((extras["w"] - params["w"]) ** 2)}
 
-    def post_update(self, state):
+    def post_update(self, state, components):
         return state.replace(extras=jax.tree.map(lambda t, p: 0.5 * t + 0.5 * p, state.extras, state.params))
 
     def make_batch(self, obs, actions, rewards, terminations=None):

@@ -36,6 +36,7 @@ from worldflux.core.jax_model import JaxWorldModel, _key_from_data, loss_scalars
 from worldflux.core.output import LossOutput
 from worldflux.core.spec import Capability, ModelIOContract
 from worldflux.models.registry import register_model, register_pretrained_loader
+from worldflux_jax import actor_critic as ac
 from worldflux_jax.config import DreamerV3Config as CoreDreamerV3Config
 from worldflux_jax.dreamer import LOSS_KEYS, DreamerV3
 from worldflux_jax.dreamer import Batch as CoreBatch
@@ -96,20 +97,23 @@ class DreamerV3WorldModel(JaxWorldModel):
         return DreamerV3(config)
 
     @staticmethod
-    def _init_arrays(core: DreamerV3, seed: jax.Array) -> tuple[Any, None]:
-        return core.init(jax.random.key(seed)), None
+    def _init_arrays(core: DreamerV3, seed: jax.Array) -> tuple[Any, Any]:
+        params = core.init(jax.random.key(seed))
+        return params, (ac.ac_extras(params) if core.config.actor_critic else None)
 
     def _capabilities(self, config: Any) -> set[Capability]:
-        return {
+        caps = {
             Capability.LATENT_DYNAMICS,
             Capability.OBS_DECODER,
             Capability.REPRESENTATION,
             Capability.REWARD_PRED,
             Capability.CONTINUE_PRED,
         }
+        return caps | {Capability.POLICY, Capability.VALUE} if config.actor_critic else caps
 
     def _composable(self, config: Any) -> set[str]:
-        return {"observation_encoder", "action_conditioner", "dynamics_model", "decoder", "rollout_executor"}
+        parts = {"observation_encoder", "action_conditioner", "dynamics_model", "decoder", "rollout_executor"}
+        return parts | {"actor", "critic"} if config.actor_critic else parts
 
     @classmethod
     def contract_for_config(cls, config: Any) -> ModelIOContract:
@@ -128,15 +132,22 @@ class DreamerV3WorldModel(JaxWorldModel):
         return {"latent_type": "categorical"}
 
     def _state_dict_arrays(self) -> dict[str, np.ndarray]:
-        return self.core.to_torch_state_dict(self.params)
+        return self.core.to_torch_state_dict(self.params, self.extras)
 
     def _state_dict_keys(self) -> tuple[list[str], list[str]]:
         leaves = jax.tree_util.tree_flatten_with_path(self._param_shapes())[0]
         names = [torch_name(tuple(str(getattr(p, "key", p)) for p in path)) for path, _ in leaves]
-        return names, list(_BUFFERS)
+        optional = list(_BUFFERS)
+        if self.config.actor_critic:
+            # The slow critic and the normaliser buffers: a state dict without them starts them fresh.
+            prefix = ac.CRITIC + "."
+            optional += [ac.SLOW_CRITIC + n[len(ac.CRITIC) :] for n in names if n.startswith(prefix)]
+            optional += list(ac.RETURN_BUFFERS)
+        return names, optional
 
-    def _params_from_state_dict(self, state_dict: Mapping[str, np.ndarray]) -> tuple[Any, None]:
-        return self.core.from_torch_state_dict(state_dict), None
+    def _params_from_state_dict(self, state_dict: Mapping[str, np.ndarray]) -> tuple[Any, Any]:
+        params = self.core.from_torch_state_dict(state_dict)
+        return params, self.core.extras_from_torch_state_dict(state_dict, params)
 
     # -- jitted array steps (the jitted functions are the module-level `_*` functions of the core) ----------
     def _draw(self, deterministic: bool = False) -> str:
@@ -188,7 +199,7 @@ class DreamerV3WorldModel(JaxWorldModel):
         """
         arrays, kind = self._batch_in(batch, ("obs", "actions", "rewards", "terminations"))
         jitted = self._jit("loss", _loss, sampling=self._draw())
-        total, components, scalars = jitted(self.params, arrays, self._next_key())
+        total, components, scalars = jitted(self.params, arrays, self._next_key(), self.extras)
         return self._loss_output(total, components, scalars, kind)
 
     def core_batch(self, arrays: Mapping[str, jax.Array]) -> CoreBatch:
@@ -230,9 +241,10 @@ def _rollout(
 
 
 def _loss(
-    core: DreamerV3, params: Any, arrays: dict, key: jax.Array, *, sampling: str
+    core: DreamerV3, params: Any, arrays: dict, key: jax.Array, extras: Any = None, *, sampling: str
 ) -> tuple[jax.Array, Mapping[str, jax.Array], jax.Array]:
-    return loss_scalars(*core.loss(params, core_batch(core, arrays), _key_from_data(key), sampling))
+    batch = core_batch(core, arrays)
+    return loss_scalars(*core.loss(params, batch, _key_from_data(key), sampling, extras))
 
 
 def core_batch(core: DreamerV3, arrays: Mapping[str, jax.Array]) -> CoreBatch:

@@ -48,3 +48,7 @@ __all__ = [
     "MemoryReplayBackend",
     "ParquetReplayBackend",
 ]
+
+from .online import OnlineResult, train_online  # noqa: E402 - needs Trainer and the agents
+
+__all__ += ["OnlineResult", "train_online"]

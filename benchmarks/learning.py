@@ -1,0 +1,161 @@
+"""Learning benchmark: agents trained from scratch on gymnasium environments with ``train_online``.
+
+    python benchmarks/learning.py [--cases pendulum_tdmpc2,pendulum_dreamer,cartpole_dreamer]
+                                  [--seeds 0,1,2] [--env-steps 20000] [--out benchmarks/results]
+
+Per case and seed it prints the score (mean return over the last 10 training episodes), the wall time and
+the number of updates; per case the median score over seeds against its target; and writes
+``<out>/learning_<case>.png`` (return against env steps, one line per seed) and ``<out>/learning.json``.
+
+Targets (issue 14): Pendulum-v1 (20k env steps) TD-MPC2 and DreamerV3 with the continuous actor >= -400
+(random ~ -1200); CartPole-v1 (20k env steps) DreamerV3 with the discrete actor >= 400 (random ~ 22); each
+run under 20 minutes on the 2-core CI CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from worldflux import create_world_model
+from worldflux.training import TrainingConfig, train_online
+
+TARGETS = {"pendulum_tdmpc2": -400.0, "pendulum_dreamer": -400.0, "cartpole_dreamer": 400.0}
+
+
+def case_setup(case: str) -> dict[str, Any]:
+    """Model, env and loop settings of one case (small models: CPU budget)."""
+    if case == "pendulum_tdmpc2":
+        model = dict(
+            model_id="tdmpc2:ci",
+            obs_shape=(3,),
+            action_dim=1,
+            latent_dim=64,
+            hidden_dim=128,
+            num_samples=256,
+            num_elites=32,
+            horizon=3,
+        )
+        loop = dict(env="Pendulum-v1", updates_ratio=1.0, batch_size=64, sequence_length=4, lr=3e-4)
+    elif case in ("pendulum_dreamer", "cartpole_dreamer"):
+        discrete = case == "cartpole_dreamer"
+        model = dict(
+            model_id="dreamer:ci",
+            obs_shape=(4,) if discrete else (3,),
+            action_dim=2 if discrete else 1,
+            action_type="discrete" if discrete else "continuous",
+            actor_critic=True,
+            deter_dim=128,
+            stoch_discrete=8,
+            stoch_classes=8,
+            hidden_dim=128,
+        )
+        env = "CartPole-v1" if discrete else "Pendulum-v1"
+        loop = dict(env=env, updates_ratio=0.5, batch_size=16, sequence_length=32, lr=1e-4)
+    else:
+        raise SystemExit(f"unknown case {case!r}; choose from {sorted(TARGETS)}")
+    return {"model": model, "loop": loop}
+
+
+def run_case(case: str, seed: int, env_steps: int, out_dir: str) -> dict[str, Any]:
+    setup = case_setup(case)
+    spec = dict(setup["model"])
+    model = create_world_model(spec.pop("model_id"), **spec)
+    loop = setup["loop"]
+    collect = 100
+    config = TrainingConfig(
+        batch_size=loop["batch_size"],
+        sequence_length=loop["sequence_length"],
+        learning_rate=loop["lr"],
+        output_dir=os.path.join(out_dir, f"{case}_seed{seed}"),
+        log_interval=10_000,
+        save_interval=10**9,
+        seed=seed,
+    )
+    start = time.time()
+    result = train_online(
+        model,
+        loop["env"],
+        env_steps,
+        warmup_transitions=min(1000, env_steps // 4),
+        collect_steps_per_update=collect,
+        updates_per_collect=max(1, int(collect * loop["updates_ratio"])),
+        config=config,
+        seed=seed,
+    )
+    wall = time.time() - start
+    returns = result.episode_returns
+    score = float(np.mean(returns[-10:])) if returns else float("nan")
+    steps = np.cumsum(result.episode_lengths).tolist()
+    return {
+        "case": case,
+        "seed": seed,
+        "score": score,
+        "wall_sec": wall,
+        "updates": result.updates,
+        "episodes": len(returns),
+        "returns": returns,
+        "steps": steps,
+    }
+
+
+def plot(case: str, runs: list[dict[str, Any]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run in runs:
+        ax.plot(run["steps"], run["returns"], label=f"seed {run['seed']}", alpha=0.8)
+    ax.axhline(TARGETS[case], color="k", linestyle="--", linewidth=1, label="target")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(case)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(TARGETS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--env-steps", type=int, default=20_000)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    runs_dir = tempfile.mkdtemp(prefix="worldflux-learning-")
+    summary: dict[str, Any] = {}
+    for case in args.cases.split(","):
+        runs = []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            run = run_case(case, seed, args.env_steps, runs_dir)
+            runs.append(run)
+            print(
+                f"{case} seed {seed}: score {run['score']:.1f} (last 10 episodes), {run['episodes']} episodes, "
+                f"{run['updates']} updates, {run['wall_sec']:.0f} s",
+                flush=True,
+            )
+        median = statistics.median(r["score"] for r in runs)
+        target = TARGETS[case]
+        print(
+            f"{case}: median score {median:.1f} (target {target:+.0f}) over {len(runs)} seeds, "
+            f"{args.env_steps} env steps"
+        )
+        plot(case, runs, os.path.join(args.out, f"learning_{case}.png"))
+        summary[case] = {"median_score": median, "target": target, "env_steps": args.env_steps, "runs": runs}
+    with open(os.path.join(args.out, "learning.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""train_online: a short run on a tiny model leaves a consistent buffer, manifest and episodes.jsonl; resume."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from worldflux import create_world_model
+from worldflux.core.exceptions import ConfigurationError
+from worldflux.training import TrainingConfig, train_online
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.phases: list[str] = []
+        self.episodes: list[dict] = []
+        self.begins = 0
+        self.ends = 0
+        self.steps = 0
+
+    def on_phase_change(self, phase: str) -> None:
+        if not self.phases or self.phases[-1] != phase:
+            self.phases.append(phase)
+
+    def on_episode_end(self, info: dict) -> None:
+        self.episodes.append(info)
+
+    def on_train_begin(self, trainer) -> None:
+        self.begins += 1
+
+    def on_train_end(self, trainer) -> None:
+        self.ends += 1
+
+    def on_step_end(self, trainer) -> None:
+        self.steps += 1
+
+
+def _model():
+    return create_world_model("tdmpc2:ci", obs_shape=(3,), action_dim=1, num_samples=32, num_elites=4, horizon=3)
+
+
+def _run(tmp_path, total: int, recorder: Recorder, resume_from=None):
+    config = TrainingConfig(batch_size=4, sequence_length=8, output_dir=str(tmp_path), log_interval=5, save_interval=5)
+    return train_online(
+        _model(),
+        "Pendulum-v1",
+        total,
+        num_envs=2,
+        warmup_transitions=60,
+        collect_steps_per_update=30,
+        updates_per_collect=5,
+        max_episode_steps=30,
+        config=config,
+        callbacks=[recorder],
+        resume_from=resume_from,
+        seed=3,
+    )
+
+
+def test_online_run_leaves_consistent_buffer_manifest_and_episode_log_then_resumes(tmp_path) -> None:
+    rec = Recorder()
+    result = _run(tmp_path, 200, rec)
+    assert result.env_steps == 200
+    # 2 envs x 100 steps: 3 finished 30-step episodes each (the last 10 steps are in progress).
+    assert result.episode_lengths == [30] * 6
+    # Each episode stores its 31 observations: row t = (o_t, a_t, reward arriving with o_t, terminal flag).
+    assert len(result.buffer) == sum(n + 1 for n in result.episode_lengths) == 186
+    rewards = np.asarray(result.buffer._rewards[:31])
+    assert rewards[0] == 0.0 and rewards[1:].sum() == pytest.approx(result.episode_returns[0], rel=1e-5)
+    assert np.all(np.asarray(result.buffer._actions[30]) == 0.0)  # the final observation has no action
+    assert result.buffer.num_episodes == 6
+    assert float(np.asarray(result.buffer._dones).sum()) == 0.0  # time-limit truncation is not termination
+    lines = [json.loads(x) for x in open(os.path.join(tmp_path, "episodes.jsonl"))]
+    assert [x["index"] for x in lines] == list(range(6))
+    assert [x["return"] for x in lines] == pytest.approx(result.episode_returns)
+    assert all(x["truncated"] and not x["terminated"] for x in lines)
+    assert rec.episodes == lines
+    manifest = json.load(open(os.path.join(tmp_path, "run_manifest.json")))
+    assert result.updates > 0 and rec.steps == result.updates
+    assert json.dumps(manifest).count(str(result.updates)) >= 1
+    assert rec.begins == 1 and rec.ends == 1
+    assert rec.phases[0] == "collecting" and "training" in rec.phases and rec.phases[-1] == "done"
+
+    rec2 = Recorder()
+    resumed = _run(tmp_path, 260, rec2, resume_from=os.path.join(tmp_path, "online_checkpoint"))
+    assert resumed.env_steps == 260
+    assert resumed.updates > result.updates
+    assert resumed.episode_returns[:6] == pytest.approx(result.episode_returns)
+    assert len(resumed.episode_returns) == 6 + 2  # the envs restart: one more 30-step episode each
+    assert len(resumed.buffer) == 8 * 31
+    lines = open(os.path.join(tmp_path, "episodes.jsonl")).read().splitlines()
+    assert len(lines) == 8
+
+
+def test_bad_arguments_are_configuration_errors(tmp_path) -> None:
+    model = _model()
+    with pytest.raises(ConfigurationError, match="total_env_steps"):
+        train_online(model, "Pendulum-v1", 0)
+    with pytest.raises(ConfigurationError, match="observation space"):
+        train_online(model, "CartPole-v1", 10, config=TrainingConfig(output_dir=str(tmp_path)))
+    with pytest.raises(ConfigurationError, match="eval_every"):
+        import gymnasium as gym
+
+        train_online(model, gym.make("Pendulum-v1"), 10, eval_every=5)

@@ -1,0 +1,469 @@
+"""``train_online``: collect experience from gymnasium environments with an agent while training the model.
+
+The loop alternates two phases until ``total_env_steps`` transitions were collected:
+
+* collecting: ``collect_steps_per_update`` vector steps (``num_envs`` transitions each) with the agent
+  (``make_agent(model, policy)``; uniform random actions until ``warmup_transitions``). Finished episodes go
+  into the ``ReplayBuffer`` as whole episodes of ``length + 1`` rows: row t holds the observation o_t, the action
+  taken at it, and the reward and termination flag that arrived with o_t (0 / False for the first row; the last
+  row is the final observation with a zero action), which is what both losses expect (DreamerV3 predicts r_t
+  from its state at t, TD-MPC2 r_{t+1} from (z_t, a_t)). The buffer's ``dones`` hold terminations only, so a truncated
+  episode (time limit) keeps its boundary in the episode index without being marked terminal. Every episode
+  is a line of ``output_dir/episodes.jsonl`` (index, return, length, env_steps, terminated, truncated).
+* training: ``updates_per_collect`` jitted updates through the ``Trainer`` public API
+  (``trainer.train(buffer, num_steps=global_step + k)``: callbacks, checkpoints and ``run_manifest.json``
+  as usual). Default: one update per two collected transitions.
+
+Evaluation (``eval_every`` env steps, env ids only): ``eval_episodes`` greedy episodes in separate envs.
+Online hooks of CONTRACTS §5 (``on_phase_change``, ``on_episode_end``, ``on_eval_end``, ``on_env_frame``,
+``on_imagination``) are called on every callback that defines them; ordinary trainer hooks reach the
+callbacks through the Trainer (``on_train_begin`` once at the start and ``on_train_end`` once at the end).
+
+Resume: ``output_dir/online_checkpoint/`` (written after an update phase whenever ``global_step`` crosses a
+multiple of ``config.save_interval``, and at the end) holds the trainer checkpoint, the replay buffer with its
+episode index, the episode log and the env-step counter. ``resume_from=<that directory>`` continues from it;
+episodes in progress at save time are not part of it (the envs restart), so a resumed run equals an
+uninterrupted one only when the save fell on episode boundaries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from worldflux.agents import make_agent
+from worldflux.core.exceptions import ConfigurationError
+
+from .callbacks import Callback
+from .config import TrainingConfig
+from .data import ReplayBuffer
+from .envs import VectorEnvAdapter
+from .trainer import Trainer
+
+__all__ = ["OnlineResult", "train_online"]
+
+ONLINE_CHECKPOINT = "online_checkpoint"
+PHASES = ("collecting", "training", "evaluating", "done")
+
+
+@dataclass
+class OnlineResult:
+    """What ``train_online`` returns: the trained ``model``, ``episode_returns`` / ``episode_lengths`` of every
+    training episode in order, ``eval_returns`` (the mean return of each evaluation, in order) with
+    ``eval_history`` (dicts with env_steps, returns, mean_return), the collected ``env_steps``, the number of
+    ``updates``, the ``buffer`` and the files written."""
+
+    model: Any
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+    eval_returns: list[float] = field(default_factory=list)
+    eval_history: list[dict[str, Any]] = field(default_factory=list)
+    env_steps: int = 0
+    updates: int = 0
+    buffer: ReplayBuffer | None = None
+    output_dir: str = ""
+    episodes_path: str = ""
+    wall_time_sec: float = 0.0
+
+
+class _TrainerHooks(Callback):
+    """Forwards the Trainer's hooks to the user's callbacks, except that the per-phase ``train`` calls open and
+    close the run only once (``on_train_begin`` at the first phase; ``on_train_end`` is sent by train_online)."""
+
+    def __init__(self, callbacks: list[Any]) -> None:
+        self.callbacks = callbacks
+        self.begun = False
+
+    def _call(self, hook: str, trainer: Any) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if callable(fn):
+                fn(trainer)
+
+    def on_train_begin(self, trainer: Any) -> None:
+        if not self.begun:
+            self.begun = True
+            self._call("on_train_begin", trainer)
+
+    def on_step_begin(self, trainer: Any) -> None:
+        self._call("on_step_begin", trainer)
+
+    def on_step_end(self, trainer: Any) -> None:
+        self._call("on_step_end", trainer)
+
+    def on_epoch_begin(self, trainer: Any) -> None:
+        self._call("on_epoch_begin", trainer)
+
+    def on_epoch_end(self, trainer: Any) -> None:
+        self._call("on_epoch_end", trainer)
+
+
+def _notify(callbacks: list[Any], hook: str, *args: Any) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if callable(fn):
+            fn(*args)
+
+
+def _check_positive(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class _Episodes:
+    """Per-env partial episodes (rows ``(obs_t, a_t, r_t, terminal_t)``) and the reward that arrives with the
+    next observation; finished ones go to the buffer, the log and the callbacks."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.rows: list[list[tuple[np.ndarray, np.ndarray, float, bool]]] = [[] for _ in range(num_envs)]
+        self.incoming = np.zeros(num_envs, np.float32)
+
+
+def train_online(
+    model: Any,
+    env: Any,
+    total_env_steps: int,
+    *,
+    num_envs: int = 1,
+    warmup_transitions: int = 512,
+    collect_steps_per_update: int = 64,
+    updates_per_collect: int | None = None,
+    max_episode_steps: int | None = None,
+    policy: str = "agent",
+    config: TrainingConfig | None = None,
+    callbacks: list[Any] | None = None,
+    eval_every: int | None = None,
+    eval_episodes: int = 5,
+    resume_from: str | None = None,
+    seed: int | None = None,
+) -> OnlineResult:
+    """Train ``model`` online on ``env`` (a gymnasium id, ``Env`` or vector env) for ``total_env_steps``
+    transitions; see the module docstring. ``config`` (a ``TrainingConfig``) gives the batch size, sequence
+    length, optimizer, ``output_dir`` and intervals; its ``total_steps`` is ignored.
+
+    Raises:
+        ConfigurationError: an unsupported env / space, an unknown ``policy`` or a bad argument (named).
+    """
+    started = time.time()
+    total_env_steps = _check_positive("total_env_steps", total_env_steps)
+    num_envs = _check_positive("num_envs", num_envs)
+    warmup_transitions = _check_positive("warmup_transitions", warmup_transitions, 0)
+    collect_steps_per_update = _check_positive("collect_steps_per_update", collect_steps_per_update)
+    if updates_per_collect is None:
+        updates_per_collect = max(1, collect_steps_per_update * num_envs // 2)
+    updates_per_collect = _check_positive("updates_per_collect", updates_per_collect, 0)
+    if eval_every is not None:
+        eval_every = _check_positive("eval_every", eval_every)
+        if not isinstance(env, str):
+            raise ConfigurationError("eval_every needs env to be a gymnasium id (evaluation runs in separate envs)")
+    eval_episodes = _check_positive("eval_episodes", eval_episodes)
+    config = config if config is not None else TrainingConfig()
+    if not isinstance(config, TrainingConfig):
+        raise ConfigurationError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    seed = int(config.seed if seed is None else seed)
+    user_callbacks = list(callbacks or [])
+    wants_frames = [cb for cb in user_callbacks if getattr(cb, "wants_frames", False)]
+
+    mcfg = model.config
+    obs_shape = tuple(mcfg.obs_shape)
+    adapter = VectorEnvAdapter(
+        env,
+        obs_shape=obs_shape,
+        action_dim=int(mcfg.action_dim),
+        num_envs=num_envs,
+        max_episode_steps=max_episode_steps,
+        render=bool(wants_frames),
+    )
+    if adapter.discrete != (mcfg.action_type == "discrete"):
+        adapter.close()
+        raise ConfigurationError(
+            f"the env's action space is {'discrete' if adapter.discrete else 'continuous'} but the model's "
+            f"action_type is {mcfg.action_type!r}"
+        )
+    agent = make_agent(model, policy, seed=seed)
+    explorer = make_agent(model, "random", seed=seed + 1)
+    os.makedirs(config.output_dir, exist_ok=True)
+    episodes_path = os.path.join(config.output_dir, "episodes.jsonl")
+    # Each episode adds its final observation as an extra row: at most 2 rows per env step.
+    capacity = max(2 * total_env_steps, config.batch_size * config.sequence_length)
+    buffer = ReplayBuffer(capacity=capacity, obs_shape=obs_shape, action_dim=int(mcfg.action_dim))
+    buffer.rng = None
+    hooks = _TrainerHooks(user_callbacks)
+    trainer = Trainer(model, config, callbacks=[hooks])
+    result = OnlineResult(model=model, buffer=buffer, output_dir=config.output_dir, episodes_path=episodes_path)
+    episode_table: list[tuple[int, int, bool]] = []  # (logical start row, length, terminated)
+
+    if resume_from:
+        _load_online(resume_from, trainer, buffer, result, episode_table)
+    else:
+        open(episodes_path, "w").close()
+    adapter_steps_seed = seed + result.env_steps
+    obs = adapter.reset(seed=adapter_steps_seed)
+    first = np.ones(num_envs, bool)
+    agent_state: Any = None
+    random_state: Any = None
+    acting_random = result.env_steps < warmup_transitions
+    partial = _Episodes(num_envs)
+    frame_every = min((int(getattr(cb, "frame_every", 1) or 1) for cb in wants_frames), default=1)
+    next_eval = None if eval_every is None else (result.env_steps // eval_every + 1) * eval_every
+    next_save = (trainer.state.global_step // config.save_interval + 1) * config.save_interval
+    progress = _progress(total_env_steps, result.env_steps)
+
+    _notify(user_callbacks, "on_phase_change", "collecting")
+    try:
+        while result.env_steps < total_env_steps:
+            for _ in range(collect_steps_per_update):
+                if result.env_steps >= total_env_steps:
+                    break
+                if acting_random and result.env_steps >= warmup_transitions:
+                    acting_random = False
+                    agent_state = None  # the agent starts every env from a fresh latent state
+                if acting_random:
+                    actions, random_state = explorer.act(obs, random_state, first)
+                else:
+                    actions, agent_state = agent.act(obs, agent_state, first, explore=True)
+                actions = np.asarray(actions, np.float32)
+                step = adapter.step(actions)
+                done = step.terminated | step.truncated
+                for i in range(num_envs):
+                    if not step.valid[i]:
+                        continue
+                    # Row t: o_t, the action taken at it, and the reward / terminal flag that arrived WITH o_t
+                    # (the losses' convention: DreamerV3 predicts r_t from the state at t, TD-MPC2 r_{t+1} from
+                    # (z_t, a_t)). The episode's last observation is a row of its own (zero action).
+                    partial.rows[i].append((obs[i], actions[i], float(partial.incoming[i]), False))
+                    partial.incoming[i] = step.reward[i]
+                    result.env_steps += 1
+                    if done[i]:
+                        last = (
+                            step.final_obs[i],
+                            np.zeros_like(actions[i]),
+                            float(step.reward[i]),
+                            bool(step.terminated[i]),
+                        )
+                        partial.rows[i].append(last)
+                        _finish(partial.rows[i], bool(step.truncated[i]), buffer, result, episode_table, user_callbacks)
+                        partial.rows[i] = []
+                        partial.incoming[i] = 0.0
+                        progress.set_postfix(ret=f"{result.episode_returns[-1]:.1f}", refresh=False)
+                progress.update(int(step.valid.sum()))
+                first = done | ~step.valid
+                obs = step.obs
+                if wants_frames and result.env_steps % frame_every < num_envs:
+                    frame = adapter.render()
+                    if frame is not None:
+                        _notify(wants_frames, "on_env_frame", frame)
+            ready = result.env_steps >= warmup_transitions and len(buffer) >= config.sequence_length
+            if ready and updates_per_collect > 0:
+                _notify(user_callbacks, "on_phase_change", "training")
+                target = trainer.state.global_step + updates_per_collect
+                trainer.train(buffer, num_steps=target)
+                result.updates = trainer.state.global_step
+                loss = trainer.state.metrics.get("loss") if trainer.state.metrics else None
+                if loss is not None:
+                    progress.set_postfix(ret=_last(result.episode_returns), loss=f"{float(loss):.3f}", refresh=False)
+                if trainer.state.global_step >= next_save:
+                    next_save = (trainer.state.global_step // config.save_interval + 1) * config.save_interval
+                    _save_online(config.output_dir, trainer, buffer, result, episode_table)
+                _notify(user_callbacks, "on_phase_change", "collecting")
+            if next_eval is not None and result.env_steps >= next_eval:
+                next_eval = (result.env_steps // eval_every + 1) * eval_every
+                _notify(user_callbacks, "on_phase_change", "evaluating")
+                _evaluate(model, env, policy, seed, eval_episodes, max_episode_steps, result, user_callbacks)
+                _notify(user_callbacks, "on_phase_change", "collecting")
+    finally:
+        progress.close()
+        adapter.close()
+    result.updates = trainer.state.global_step
+    _save_online(config.output_dir, trainer, buffer, result, episode_table)
+    _notify(user_callbacks, "on_train_end", trainer)
+    _notify(user_callbacks, "on_phase_change", "done")
+    result.wall_time_sec = time.time() - started
+    return result
+
+
+def _last(values: list[float]) -> str:
+    return f"{values[-1]:.1f}" if values else "-"
+
+
+def _progress(total: int, start: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="env steps", unit="step", disable=None, leave=False)
+
+
+def _finish(
+    rows: list[tuple[np.ndarray, np.ndarray, float, bool]],
+    truncated: bool,
+    buffer: ReplayBuffer,
+    result: OnlineResult,
+    table: list[tuple[int, int, bool]],
+    callbacks: list[Any],
+) -> None:
+    """Store one finished episode: buffer (dones = terminations), log line, callbacks."""
+    obs = np.stack([r[0] for r in rows])
+    actions = np.stack([r[1] for r in rows])
+    rewards = np.asarray([r[2] for r in rows], np.float32)
+    dones = np.asarray([r[3] for r in rows], np.float32)
+    terminated = bool(dones[-1] > 0)
+    start = buffer._total  # noqa: SLF001 - the logical row the episode starts at (for the saved episode index)
+    buffer.add_episode(obs, actions, rewards, dones)
+    table.append((start, len(rows), terminated))
+    info = {
+        "index": len(result.episode_returns),
+        "return": float(rewards.sum()),
+        "length": int(len(rows) - 1),  # env steps (the buffer holds length + 1 observations)
+        "env_steps": int(result.env_steps),
+        "terminated": terminated,
+        "truncated": bool(truncated and not terminated),
+    }
+    result.episode_returns.append(info["return"])
+    result.episode_lengths.append(info["length"])
+    with open(result.episodes_path, "a") as f:
+        f.write(json.dumps(info) + "\n")
+    _notify(callbacks, "on_episode_end", info)
+
+
+def _evaluate(
+    model: Any,
+    env_id: str,
+    policy: str,
+    seed: int,
+    episodes: int,
+    max_episode_steps: int | None,
+    result: OnlineResult,
+    callbacks: list[Any],
+) -> None:
+    """``episodes`` greedy episodes (one per env of a fresh vector env); hooks ``on_eval_end``."""
+    mcfg = model.config
+    adapter = VectorEnvAdapter(
+        env_id,
+        obs_shape=tuple(mcfg.obs_shape),
+        action_dim=int(mcfg.action_dim),
+        num_envs=episodes,
+        max_episode_steps=max_episode_steps,
+    )
+    agent = make_agent(model, policy, seed=seed + 7919 + result.env_steps)
+    try:
+        obs = adapter.reset(seed=seed + 10**6 + result.env_steps)
+        returns = np.zeros(episodes)
+        running = np.ones(episodes, bool)
+        state = None
+        frames_real: list[np.ndarray] = []
+        actions_taken: list[np.ndarray] = []
+        while running.any():
+            actions, state = agent.act(obs, state, None, explore=False)
+            actions = np.asarray(actions, np.float32)
+            if len(frames_real) < 16:
+                frames_real.append(obs[0])
+                actions_taken.append(actions[0])
+            step = adapter.step(actions)
+            returns += np.where(running & step.valid, step.reward, 0.0)
+            running &= ~(step.terminated | step.truncated)
+            obs = step.obs
+    finally:
+        adapter.close()
+    info = {"env_steps": int(result.env_steps), "returns": returns.tolist(), "mean_return": float(returns.mean())}
+    result.eval_returns.append(info["mean_return"])
+    result.eval_history.append(info)
+    _notify(callbacks, "on_eval_end", info)
+    imagining = [cb for cb in callbacks if getattr(cb, "wants_imagination", False)]
+    if imagining and len(frames_real) > 1:
+        _notify(imagining, "on_imagination", _imagination(model, np.stack(frames_real), np.stack(actions_taken)))
+
+
+def _imagination(model: Any, real: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarray]:
+    """Open-loop imagination from the first real observation with the actions taken: ``real [T, ...]`` and
+    ``imagined [T, ...]`` (decoded observations when the model decodes them, else latent vectors)."""
+    import torch
+
+    state = model.encode(torch.as_tensor(real[:1]))
+    traj = model.rollout(state, torch.as_tensor(actions[:-1, None]))
+    imagined = []
+    for s in traj.states:
+        try:
+            out = model.decode(s).predictions.get("obs")
+        except Exception:  # noqa: BLE001 - a model without an observation decoder
+            out = None
+        if out is None:
+            out = next(iter(s.tensors.values()))
+        imagined.append(np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out)[0])
+    imagined_arr = np.stack(imagined)
+    if imagined_arr.shape[1:] != real.shape[1:]:
+        imagined_arr = imagined_arr.reshape(len(imagined), -1)
+    return {"real": real, "imagined": imagined_arr}
+
+
+# ---------------------------------------------------------------------------------------------- resume
+
+
+def _save_online(
+    output_dir: str, trainer: Trainer, buffer: ReplayBuffer, result: OnlineResult, table: list[tuple[int, int, bool]]
+) -> None:
+    """Write ``output_dir/online_checkpoint/`` (trainer checkpoint, buffer, episode index, counters) atomically."""
+    final = os.path.join(output_dir, ONLINE_CHECKPOINT)
+    tmp = final + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    trainer.save_checkpoint(os.path.join(tmp, "trainer"))
+    buffer.save(os.path.join(tmp, "replay.npz"))
+    oldest = buffer._total - len(buffer)  # noqa: SLF001 - episodes still stored
+    kept = [(s - oldest, n, t) for s, n, t in table if s >= oldest]
+    state = {
+        "env_steps": result.env_steps,
+        "updates": trainer.state.global_step,
+        "episode_returns": result.episode_returns,
+        "episode_lengths": result.episode_lengths,
+        "eval_returns": result.eval_returns,
+        "eval_history": result.eval_history,
+        "episodes": kept,
+    }
+    with open(os.path.join(tmp, "online_state.json"), "w") as f:
+        json.dump(state, f)
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def _load_online(
+    path: str, trainer: Trainer, buffer: ReplayBuffer, result: OnlineResult, table: list[tuple[int, int, bool]]
+) -> None:
+    if os.path.basename(os.path.normpath(path)) != ONLINE_CHECKPOINT and os.path.isdir(
+        os.path.join(path, ONLINE_CHECKPOINT)
+    ):
+        path = os.path.join(path, ONLINE_CHECKPOINT)
+    state_path = os.path.join(path, "online_state.json")
+    if not os.path.isfile(state_path):
+        raise ConfigurationError(f"resume_from={path!r} is not an online checkpoint (no online_state.json)")
+    with open(state_path) as f:
+        state = json.load(f)
+    trainer.load_checkpoint(os.path.join(path, "trainer"))
+    with np.load(os.path.join(path, "replay.npz")) as saved:
+        obs, actions, rewards, dones = saved["obs"], saved["actions"], saved["rewards"], saved["dones"]
+    for start, length, terminated in state["episodes"]:
+        sl = slice(start, start + length)
+        table.append((buffer._total, length, bool(terminated)))  # noqa: SLF001
+        buffer.add_episode(obs[sl], actions[sl], rewards[sl], dones[sl])
+    result.env_steps = int(state["env_steps"])
+    result.updates = int(state["updates"])
+    result.episode_returns = [float(x) for x in state["episode_returns"]]
+    result.episode_lengths = [int(x) for x in state["episode_lengths"]]
+    result.eval_returns = [float(x) for x in state["eval_returns"]]
+    result.eval_history = list(state["eval_history"])
+    # The log keeps the episodes the checkpoint knows of (later ones are collected again).
+    lines: list[str] = []
+    if os.path.isfile(result.episodes_path):
+        with open(result.episodes_path) as f:
+            lines = f.readlines()[: len(result.episode_returns)]
+    if len(lines) != len(result.episode_returns):
+        pairs = zip(result.episode_returns, result.episode_lengths, strict=True)
+        lines = [json.dumps({"index": i, "return": r, "length": n}) + "\n" for i, (r, n) in enumerate(pairs)]
+    with open(result.episodes_path, "w") as f:
+        f.writelines(lines)
