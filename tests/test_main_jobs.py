@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
-import worldflux.training as training
 from worldflux import demo as api_demo
 from worldflux.cli import app
 from worldflux_jax import demo as core_demo
@@ -46,10 +44,6 @@ def test_readme_main_job_is_the_newcomer_flow() -> None:
     assert command.strip().endswith("worldflux train")
 
 
-@pytest.mark.skipif(
-    not hasattr(training, "train_online"),
-    reason="worldflux.training.train_online (issue 14) is not on this branch; the lead removes this skip after merging",
-)
 def test_readme_main_job_runs_end_to_end_on_few_steps(tmp_path) -> None:
     """The README's `worldflux init demo --env Pendulum-v1 && cd demo && worldflux train`, with fewer steps."""
     runner = CliRunner()

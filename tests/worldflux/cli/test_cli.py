@@ -20,11 +20,6 @@ from worldflux.training.checkpoint import read_checkpoint_metadata
 
 REPO = Path(__file__).resolve().parents[3]
 runner = CliRunner()
-HAVE_TRAIN_ONLINE = hasattr(training, "train_online")
-NEEDS_TRAIN_ONLINE = pytest.mark.skipif(
-    not HAVE_TRAIN_ONLINE,
-    reason="worldflux.training.train_online (issue 14) is not on this branch; the lead removes this skip after merging",
-)
 # One small shape for every run here (CartPole: obs (4,), 2 actions), so the train step compiles once.
 SMALL = ["--model", "tdmpc2:ci", "--no-dashboard"]
 
@@ -314,7 +309,6 @@ def test_train_as_a_subprocess_prints_metrics_and_no_library_chatter(random_proj
 # ---------------------------------------------------------------------------- with the real train_online
 
 
-@NEEDS_TRAIN_ONLINE
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_init_train_eval_on_a_real_environment(tmp_path: Path, env_id: str) -> None:
     project = tmp_path / env_id
@@ -335,7 +329,6 @@ def test_init_train_eval_on_a_real_environment(tmp_path: Path, env_id: str) -> N
     assert "mean return over 2 episodes" in result.output
 
 
-@NEEDS_TRAIN_ONLINE
 def test_online_resume_continues(tmp_path: Path) -> None:
     from worldflux.training.checkpoint import latest_checkpoint
 
