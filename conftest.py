@@ -15,3 +15,24 @@ import jax
 _CACHE = os.environ.get("WORLDFLUX_TEST_JAX_CACHE") or os.path.join(tempfile.gettempdir(), "worldflux-jax-test-cache")
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def pytest_addoption(parser) -> None:  # type: ignore[no-untyped-def]
+    parser.addoption(
+        "--heavy",
+        action="store_true",
+        default=False,
+        help="also run the `heavy` proofs: multi-device / multi-process runs in subprocesses that take minutes "
+        "each on a 2-core CPU (they compile several programs from scratch)",
+    )
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-untyped-def]
+    if config.getoption("--heavy") or os.environ.get("WORLDFLUX_HEAVY_TESTS") == "1":
+        return
+    import pytest
+
+    skip = pytest.mark.skip(reason="heavy subprocess proof (minutes on a 2-core CPU): run with `pytest --heavy`")
+    for item in items:
+        if "heavy" in item.keywords:
+            item.add_marker(skip)

@@ -82,14 +82,8 @@ def _core_grads(model: Any, arrays: Mapping[str, np.ndarray]) -> Arrays:
     batch_arrays = {k: jax.numpy.asarray(arrays[f"input/{k}"]) for k in ("obs", "actions", "rewards", "terminations")}
     core = model.core
     batch = model.core_batch(batch_arrays)
-    if model.model_type == "dreamer":
-        grads = jax.jit(jax.grad(lambda p: core.loss(p, batch, None, "mode")[0]))(model.params)
-        named = core.to_torch_state_dict(grads)
-    elif model.model_type == "tdmpc2":
-        grads = jax.jit(jax.grad(lambda p: core.loss(p, model.extras, batch)[0]))(model.params)
-        named = core.named_parameters(grads)
-    else:
-        raise ValueError(f"no gradient recipe for model_type {model.model_type!r}")
+    grads = jax.jit(jax.grad(lambda p: core.reference_loss(p, model.extras, batch)[0]))(model.params)
+    named = core.torch_state_dict(grads, None)
     return {f"grad/{k}": np.asarray(v) for k, v in named.items()}
 
 

@@ -444,6 +444,10 @@ class DreamerV3:
         """With `actor_critic`: slow-critic EMA and normaliser statistics; otherwise nothing to do."""
         return self._ac_post_update(state, components) if self.config.actor_critic else state
 
+    def reference_loss(self, params: Params, extras: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The deterministic loss of the parity fixtures: latents at their mode, no key."""
+        return self.loss(params, batch, None, "mode", extras)
+
     def make_batch(self, obs: Any, actions: Any, rewards: Any, terminations: Any = None) -> Batch:
         """Raw arrays -> `Batch` (float32 obs, one-hot integer actions, zero terminations when None)."""
         rewards = jnp.asarray(rewards, jnp.float32)

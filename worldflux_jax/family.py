@@ -15,6 +15,7 @@ for one config. Nothing outside it branches on which family it is:
 | `planning_model() -> PlanningModel` | the view planners use |
 | `torch_state_dict(params, extras) -> {name: ndarray}` | the reference torch `state_dict` names/layouts |
 | optional `optimizer_groups(config, params) -> (labels, rates)` | per-group learning rates (see `optim`) |
+| optional `reference_loss(params, extras, batch) -> (total, components)` | the parity fixtures' loss |
 
 `make_batch` takes `obs [B, T, *obs_shape]` (any float or uint8 dtype, converted to float32 on the device),
 `actions [B, T, A]` or integer class indices `[B, T]` (one-hot encoded to `A = config.action_dim`),

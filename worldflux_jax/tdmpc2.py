@@ -303,6 +303,10 @@ class TDMPC2:
         del components
         return self.target_update(state)
 
+    def reference_loss(self, params: Params, extras: Params, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The deterministic loss of the parity fixtures (TD-MPC2's loss draws no randomness)."""
+        return self.loss(params, extras, batch)
+
     def make_batch(self, obs: Any, actions: Any, rewards: Any, terminations: Any = None) -> Batch:
         """Raw arrays -> `Batch` (float32 obs, one-hot integer actions; terminations may be None)."""
         terminations = None if terminations is None else jnp.asarray(terminations, jnp.float32)

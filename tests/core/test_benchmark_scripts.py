@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO_ROOT
 
 
@@ -17,6 +19,7 @@ def _run(args: list[str], cwd: Path, devices: int = 1) -> subprocess.CompletedPr
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.heavy
 def test_gpu_suite_quick_mode_writes_json_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "suite"
     result = _run(
@@ -43,6 +46,7 @@ def test_gpu_suite_quick_mode_writes_json_and_markdown(tmp_path: Path) -> None:
     assert "| tdmpc2:ci |" in out.with_suffix(".md").read_text()
 
 
+@pytest.mark.heavy
 def test_scaling_benchmark_runs_on_simulated_devices(tmp_path: Path) -> None:
     out = tmp_path / "scaling.json"
     result = _run(

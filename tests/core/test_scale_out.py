@@ -86,6 +86,7 @@ TRAINER_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.heavy
 def test_trainer_and_ddptrainer_on_four_devices_match_one_device(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", TRAINER_SCRIPT, str(tmp_path)],
@@ -175,6 +176,7 @@ def _weights(out: Path) -> dict[str, np.ndarray]:
     return load_file(out / "model" / "model.safetensors")
 
 
+@pytest.mark.heavy
 def test_script_single_device_four_devices_and_two_processes_agree(tmp_path: Path) -> None:
     data = _buffer(tmp_path / "buffer.npz")
     one = subprocess.run(
@@ -229,6 +231,7 @@ def test_script_single_device_four_devices_and_two_processes_agree(tmp_path: Pat
     assert all(tuple(torch_state[k].shape) == reference[k].shape for k in reference)
 
 
+@pytest.mark.heavy
 def test_script_killing_one_process_makes_the_other_exit_and_resume_continues(tmp_path: Path) -> None:
     data = _buffer(tmp_path / "buffer.npz")
     port = _free_port()

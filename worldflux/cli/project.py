@@ -32,11 +32,19 @@ def load_helper(config: ProjectConfig, name: str) -> ModuleType | None:
     return module
 
 
-def build_model(config: ProjectConfig, obs_shape: tuple[int, ...], action_dim: int, *, agent: bool = False) -> Any:
+def build_model(
+    config: ProjectConfig,
+    obs_shape: tuple[int, ...],
+    action_dim: int,
+    *,
+    agent: bool = False,
+    discrete: bool | None = None,
+) -> Any:
     """``create_world_model(config.model, obs_shape, action_dim, hidden_dim=[architecture] hidden_dim)``.
 
     With ``agent=True`` (online runs, where the model must also act), configs that have an ``actor_critic``
     field get ``actor_critic=True`` (behaviour learning in the same train step); others act by planning.
+    ``discrete`` (the environment's action space, when there is one) sets the model's ``action_type``.
     """
     from worldflux import create_world_model
     from worldflux.factory import get_config
@@ -45,6 +53,8 @@ def build_model(config: ProjectConfig, obs_shape: tuple[int, ...], action_dim: i
     if agent and hasattr(get_config(config.model, obs_shape=tuple(obs_shape), action_dim=int(action_dim)),
                          "actor_critic"):
         overrides["actor_critic"] = True
+    if discrete is not None:
+        overrides["action_type"] = "discrete" if discrete else "continuous"
     return create_world_model(config.model, obs_shape=tuple(obs_shape), action_dim=int(action_dim), **overrides)
 
 

@@ -213,7 +213,7 @@ def train_project(
     else:
         obs_shape, action_dim = tuple(config["architecture"]["obs_shape"]), int(config["architecture"]["action_dim"])
         data_mode = "random_replay"
-    model = build_model(config, obs_shape, action_dim, agent=online)
+    model = build_model(config, obs_shape, action_dim, agent=online, discrete=None if space is None else space.discrete)
     tconfig = training_config(config, output_dir, steps)
     state.set_info(model=config.model, environment=config.env_id if env is not None else "(none)",
                    data_mode=data_mode, obs_shape=list(obs_shape), action_dim=action_dim,

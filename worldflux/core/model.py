@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -203,8 +204,10 @@ class WorldModel(nn.Module, ABC):
             CheckpointError: missing, unexpected or mis-shaped tensors.
         """
         model = cls(config)
+        # safetensors files load as numpy arrays; a torch module's load_state_dict copies only tensors
+        tensors = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in state_dict.items()}
         try:
-            model.load_state_dict(state_dict, strict=True)
+            model.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"State dict does not match {cls.__name__}: {exc}") from exc
         if device is not None:

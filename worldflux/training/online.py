@@ -29,6 +29,7 @@ uninterrupted one only when the save fell on episode boundaries.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -49,6 +50,7 @@ from .trainer import Trainer
 __all__ = ["OnlineResult", "train_online"]
 
 ONLINE_CHECKPOINT = "online_checkpoint"
+logger = logging.getLogger("worldflux.training")
 PHASES = ("collecting", "training", "evaluating", "done")
 
 
@@ -404,6 +406,11 @@ def _imagination(model: Any, real: np.ndarray, actions: np.ndarray) -> dict[str,
 # ---------------------------------------------------------------------------------------------- resume
 
 
+def _beside(path: str) -> str:
+    """The online checkpoint directory next to a trainer checkpoint `path` (a file or an orbax directory)."""
+    return os.path.join(os.path.dirname(os.path.normpath(path)), ONLINE_CHECKPOINT)
+
+
 def _save_online(
     output_dir: str, trainer: Trainer, buffer: ReplayBuffer, result: OnlineResult, table: list[tuple[int, int, bool]]
 ) -> None:
@@ -439,6 +446,12 @@ def _load_online(
         os.path.join(path, ONLINE_CHECKPOINT)
     ):
         path = os.path.join(path, ONLINE_CHECKPOINT)
+    elif os.path.exists(path) and os.path.isdir(_beside(path)):
+        # A Trainer checkpoint of an online run: the run's collection state (buffer, env steps) is kept beside
+        # it, written at the same save points, so resume from that complete state.
+        online = _beside(path)
+        logger.warning("resume_from=%s is a trainer checkpoint of an online run; resuming from %s", path, online)
+        path = online
     state_path = os.path.join(path, "online_state.json")
     if not os.path.isfile(state_path):
         raise ConfigurationError(f"resume_from={path!r} is not an online checkpoint (no online_state.json)")

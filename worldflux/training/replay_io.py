@@ -199,7 +199,10 @@ def load_parquet(cls: Any, path: Any, *, on_nonfinite: str = "warn") -> Any:
                 raise BufferError(
                     f"Invalid Parquet replay file {shown!r}: missing schema metadata 'worldflux_replay_meta'"
                 )
-            meta = parse_json(metadata[_PARQUET_META_KEY], BufferError, f"Parquet replay metadata of {shown!r}")
+            try:
+                meta = parse_json(metadata[_PARQUET_META_KEY], BufferError, f"Parquet replay metadata of {shown!r}")
+            except BufferError as exc:  # the reference's message prefix, with the parser's reason
+                raise BufferError(f"Invalid Parquet replay metadata of {shown!r}: {exc.__cause__ or exc}") from exc
             if not isinstance(meta, dict):
                 raise BufferError(f"Invalid Parquet replay metadata of {shown!r}: expected a JSON object")
             missing_meta = sorted({"format_version", "obs_shape", "action_dim", "capacity"}.difference(meta))
