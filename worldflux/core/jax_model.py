@@ -53,8 +53,8 @@ from worldflux_jax.distributions import SAMPLINGS
 from worldflux_jax.torch_layout import StateDictError
 
 from .batch import Batch
-from .exceptions import CheckpointError, ConfigurationError, ShapeMismatchError
-from .model import _ROLLOUT_MODE_MESSAGE, IncompatibleKeys, ValidationResult, WorldModel
+from .exceptions import CheckpointError, ShapeMismatchError
+from .model import _ROLLOUT_MODE_MESSAGE, IncompatibleKeys, WorldModel
 from .output import DeferredLossOutput, LossOutput, ModelOutput
 from .payloads import ActionPayload, ActionSequence, ConditionPayload, WorldModelInput, normalize_planned_action
 from .spec import Capability, ModelIOContract, contract_fingerprint
@@ -463,28 +463,13 @@ class JaxWorldModel(WorldModel):
         """``contract_fingerprint()`` of a model built from `config`, without building it."""
         return contract_fingerprint(cls.contract_for_config(config))
 
-    def validate(self, *, raise_on_error: bool = True) -> ValidationResult:
-        """Check the I/O contract and that the parameters match the architecture.
-
-        Raises:
-            ConfigurationError: ``"Component validation failed: ..."`` when invalid and ``raise_on_error``.
-        """
-        errors: list[str] = []
-        suggestions: list[str] = []
-        try:
-            self.io_contract().validate()
-        except Exception as exc:  # noqa: BLE001 - reported, not raised, when raise_on_error=False
-            errors.append(f"io_contract: {exc}")
-            suggestions.append("Check the config's obs_shape / action_spec values.")
+    def _validate_more(self, errors: list[str], suggestions: list[str]) -> None:
+        """``validate()``: the parameters must match the architecture of the config."""
         expected = jax.tree.map(lambda s: (tuple(s.shape), str(s.dtype)), self._param_shapes())
         got = jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), self.params)
         if expected != got:
             errors.append("params do not match the architecture of the config")
             suggestions.append("Load weights with load_state_dict() / from_pretrained() instead of assigning params.")
-        result = ValidationResult(valid=not errors, errors=errors, suggestions=suggestions)
-        if errors and raise_on_error:
-            raise ConfigurationError("Component validation failed: " + "; ".join(errors))
-        return result
 
     # -- array conversion helpers ---------------------------------------------------------------------
     def _jax_in(self, x: Any, dtype: Any = None) -> jax.Array | np.ndarray:

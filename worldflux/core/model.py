@@ -266,10 +266,14 @@ class WorldModel(nn.Module, ABC):
         except Exception as exc:  # noqa: BLE001 - reported, not raised, when raise_on_error=False
             errors.append(f"io_contract: {exc}")
             suggestions.append("Check the config's obs_shape / action_spec values.")
+        self._validate_more(errors, suggestions)
         result = ValidationResult(valid=not errors, errors=errors, suggestions=suggestions)
         if errors and raise_on_error:
             raise ConfigurationError("Component validation failed: " + "; ".join(errors))
         return result
+
+    def _validate_more(self, errors: list[str], suggestions: list[str]) -> None:  # noqa: B027 - optional hook
+        """Subclasses append further ``validate()`` findings (e.g. parameters against the architecture)."""
 
     # -- API version, contracts, capabilities ---------------------------------------------------------
     def _get_api_version(self) -> str:
