@@ -334,3 +334,16 @@ def test_documented_import_surface():
                           torch.ones(2, 2))
     backend = MemoryReplayBackend(_buffer())
     assert isinstance(backend, ReplayBackend) and backend.sample(2, 3).obs.shape == (2, 3, OBS)
+
+
+def test_torch_engine_shares_the_run_directory_guards(tmp_path):
+    """One writer per output_dir and the step-count checks hold for the torch engine too (issue 16)."""
+    from worldflux.core.exceptions import CheckpointError, ConfigurationError
+
+    first = Trainer(TinyWorldModel(_config()), _training_config(tmp_path))
+    with pytest.raises(CheckpointError, match="output_dir|already"):
+        Trainer(TinyWorldModel(_config()), _training_config(tmp_path))
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ConfigurationError, match="num_steps"):
+            first.train(_buffer(), num_steps=bad)
+    assert not (tmp_path / "checkpoint_final.pt").exists()

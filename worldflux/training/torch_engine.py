@@ -29,7 +29,6 @@ step ``s`` with ``np.random.default_rng([seed, 0, s])``, as the JAX engine does.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 import os
@@ -46,9 +45,11 @@ from torch import nn
 from worldflux.core.batch import Batch, BatchRequest
 from worldflux.core.exceptions import CheckpointError, ConfigurationError, TrainingError, ValidationError
 from worldflux.core.output import LossOutput
+from worldflux.core.safe_io import write_json_atomic
 
 from .callbacks import Callback, CallbackList, CheckpointCallback, LoggingCallback
 from .config import TrainingConfig
+from .guards import check_train_steps, prepare_output_dir
 from .trainer import Trainer, TrainingState
 
 __all__ = ["CHECKPOINT_SCHEMA_VERSION", "RUN_MANIFEST_SCHEMA", "TorchTrainer", "build_torch_optimizer"]
@@ -203,7 +204,7 @@ class TorchTrainer(Trainer):
         )
         for callback in callbacks or []:
             self.callbacks.append(callback)
-        os.makedirs(config.output_dir, exist_ok=True)
+        self._output_lock = prepare_output_dir(config.output_dir, owner=self)  # one writer per output_dir
         self.metrics_synced = True
         self.target_steps: int | None = None
         self.data_mode: str | None = None
@@ -386,7 +387,7 @@ class TorchTrainer(Trainer):
     def train(self, data: Any, num_steps: int | None = None, resume_from: str | None = None) -> Any:
         """Train until ``global_step`` reaches `num_steps` (or ``config.effective_total_steps()``); returns the
         model. Ends with ``checkpoint_final.pt`` and ``run_manifest.json`` in ``config.output_dir``."""
-        total = int(num_steps or self.config.effective_total_steps())
+        total = check_train_steps(num_steps, self.config.effective_total_steps())
         provenance = getattr(data, "data_provenance", None)
         if isinstance(provenance, dict):
             self.data_provenance = dict(provenance)
@@ -417,7 +418,8 @@ class TorchTrainer(Trainer):
             logger.info("Training interrupted by user")
         self.state.train_end_time = time.time()
         self.callbacks.on_train_end(self)
-        self.save_checkpoint(os.path.join(self.config.output_dir, "checkpoint_final.pt"))
+        if self._run_steps:  # no final checkpoint when this call trained nothing
+            self.save_checkpoint(os.path.join(self.config.output_dir, "checkpoint_final.pt"))
         self._write_manifest()
         self._quality_check()
         return self.model
@@ -565,11 +567,7 @@ class TorchTrainer(Trainer):
         }
         if self.data_provenance:
             manifest["data_provenance"] = self.data_provenance
-        path = os.path.join(self.config.output_dir, "run_manifest.json")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=2, default=str)
-        os.replace(tmp, path)
+        write_json_atomic(os.path.join(self.config.output_dir, "run_manifest.json"), manifest, default=str)
 
     def _quality_check(self) -> None:
         """Smoke tier: the last metrics and every parameter are finite. Failures only warn."""
