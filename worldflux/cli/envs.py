@@ -43,7 +43,10 @@ def make_env(env_id: str, *, render: bool = False, max_episode_steps: int | None
         ) from exc
     kwargs: dict[str, Any] = {}
     if render:
+        from worldflux.training.envs import offscreen_rendering
+
         kwargs["render_mode"] = "rgb_array"
+        offscreen_rendering()
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = int(max_episode_steps)
     try:

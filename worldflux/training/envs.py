@@ -18,6 +18,7 @@ naming the space. Gymnasium is an optional dependency (``pip install 'worldflux[
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -224,11 +225,21 @@ def _is_image_space(space: Any) -> bool:
     return len(shape) == 3 and shape[-1] in (1, 3, 4)
 
 
+def offscreen_rendering() -> None:
+    """Let SDL (pygame, which gymnasium's classic-control renderers use) draw ``rgb_array`` frames off screen on a
+    machine without a display: without it SDL prints "XDG_RUNTIME_DIR is invalid" at the first frame. Nothing
+    changes where a display exists or where the user chose the SDL drivers."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
 def _factory(gym: Any, env_id: str, mode: str | None, max_steps: int | None, pixels: bool) -> Any:
     def make() -> Any:
         kwargs: dict[str, Any] = {}
         if mode is not None:
             kwargs["render_mode"] = mode
+            offscreen_rendering()
         if max_steps is not None:
             kwargs["max_episode_steps"] = int(max_steps)
         env = gym.make(env_id, **kwargs)
