@@ -178,7 +178,7 @@ class TorchTrainer(Trainer):
         self.device = _torch_device(config)
         self.device_name = str(self.device)
         self.model = model.to(self.device)
-        self._validate_torch_contract()
+        self._validate_contract()  # Trainer's check, same message
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
                 f"optimizer for a torch model must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
@@ -216,16 +216,6 @@ class TorchTrainer(Trainer):
         self._run_steps = 0
 
     # ------------------------------------------------------------------ construction helpers
-
-    def _validate_torch_contract(self) -> None:
-        contract_fn = getattr(self.model, "io_contract", None)
-        if not callable(contract_fn):
-            return
-        try:
-            contract = contract_fn()
-            contract.validate()
-        except Exception as exc:  # noqa: BLE001 - reported as the reference does
-            raise TrainingError(f"Invalid model I/O contract: {exc}") from exc
 
     def add_callback(self, callback: Callback) -> None:
         """Append a callback (runs after the existing ones)."""
