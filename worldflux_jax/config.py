@@ -332,6 +332,9 @@ class DreamerV3Config(WorldModelConfig):
         return math.prod(self.obs_shape)
 
 
+TDMPC2_OBJECTIVES = ("reference", "symlog")
+
+
 @dataclasses.dataclass
 class TDMPC2Config(WorldModelConfig):
     """TD-MPC2 with the reference architecture (reference §2.3, §5.2)."""
@@ -358,6 +361,11 @@ class TDMPC2Config(WorldModelConfig):
     td_loss_coef: float = 1.0
     policy_loss_coef: float = 1.0
     use_decoder: bool = False
+    #: "reference": the reference's loss (MSE on raw rewards and returns, policy through the online Q);
+    #: "symlog": reward and Q heads regress symlog targets and predict symexp of their output, and the policy
+    #: maximises the frozen Q heads (scale-free: for online RL, where returns reach hundreds; see
+    #: docs/decisions.md). Parameter names and shapes are the same in both.
+    objective: str = "reference"
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "ci": dict(latent_dim=32, hidden_dim=32, num_q_networks=2, training_tier="compatibility"),
@@ -393,6 +401,8 @@ class TDMPC2Config(WorldModelConfig):
             )
         if not 0.0 < self.target_q_tau <= 1.0:
             raise self._error(f"target_q_tau must be in (0, 1], got {self.target_q_tau}")
+        if self.objective not in TDMPC2_OBJECTIVES:
+            raise self._error(f"objective must be one of {list(TDMPC2_OBJECTIVES)}, got {self.objective!r}")
 
     @property
     def obs_size(self) -> int:

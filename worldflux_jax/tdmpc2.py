@@ -21,6 +21,7 @@ import numpy as np
 
 from worldflux_jax import torch_layout as tl
 from worldflux_jax.config import TDMPC2Config
+from worldflux_jax.distributions import symexp, symlog
 from worldflux_jax.family import float_obs, one_hot_actions
 from worldflux_jax.nn import ACT_CLAMP, MLP, sanitize
 from worldflux_jax.simnorm import simnorm
@@ -183,19 +184,30 @@ class TDMPC2:
         """Deterministic policy prior `[B, L] -> [B, A]` in [-1, 1]."""
         return self._apply("_policy", params["_policy"], _latent(state))
 
-    def predict_reward(self, params: Params, state: State | jax.Array, action: jax.Array) -> jax.Array:
-        """Reward head at `(z [B, L], a [B, A])` -> `[B]`."""
+    @property
+    def _symlog(self) -> bool:
+        return self.config.objective == "symlog"
+
+    def _reward_head(self, params: Params, state: State | jax.Array, action: jax.Array) -> jax.Array:
         za = jnp.concatenate([_latent(state), action], axis=-1)
         return self._apply("_reward_head", params["_reward_head"], za)[..., 0]
+
+    def _q_heads(self, q_params: Params, state: State | jax.Array, action: jax.Array) -> jax.Array:
+        za = jnp.concatenate([_latent(state), action], axis=-1)
+        return self._apply("_q_ensemble", q_params, za)[..., 0]
+
+    def predict_reward(self, params: Params, state: State | jax.Array, action: jax.Array) -> jax.Array:
+        """Reward at `(z [B, L], a [B, A])` -> `[B]` (symexp of the head for `objective="symlog"`)."""
+        out = self._reward_head(params, state, action)
+        return symexp(out) if self._symlog else out
 
     def predict_q(
         self, params: Params, state: State | jax.Array, action: jax.Array, q_params: Params | None = None
     ) -> jax.Array:
-        """Q ensemble at `(z [B, L], a [B, A])` -> `[K, B]`. `q_params` (e.g. the target) replaces
-        `params["_q_ensemble"]` when given."""
-        za = jnp.concatenate([_latent(state), action], axis=-1)
-        q = params["_q_ensemble"] if q_params is None else q_params
-        return self._apply("_q_ensemble", q, za)[..., 0]
+        """Q ensemble at `(z [B, L], a [B, A])` -> `[K, B]` in return units. `q_params` (e.g. the target)
+        replaces `params["_q_ensemble"]` when given."""
+        out = self._q_heads(params["_q_ensemble"] if q_params is None else q_params, state, action)
+        return symexp(out) if self._symlog else out
 
     def decode(self, params: Params, state: State | jax.Array) -> dict[str, jax.Array]:
         """Predictions at `a = policy(z)`: `reward [B, 1]`, `continue` (ones) `[B, 1]`, `q_values [K, B, 1]`,
@@ -240,6 +252,11 @@ class TDMPC2:
         `rewards[:, t+1]`; TD MSE of the ensemble-mean `Q(z_t, a_t)` to
         `sg(rewards[:, t+1] + gamma * (1 - term[:, t+1]) * min_k Qtarget_k(z_{t+1}, pi(z_{t+1})))`;
         policy `-mean(min_k Q_k(sg(z_t), pi(sg(z_t))))` with the online Q (not frozen). `key` is unused.
+
+        With `config.objective == "symlog"` the reward and TD terms compare the heads' outputs with
+        `symlog` of those targets (the target's Q is `symexp` of the target heads), every Q head regresses
+        the TD target (not only their mean), and the policy term uses the stop-gradient Q heads' outputs
+        (symlog units), so that no term grows with the return's scale.
         """
         del key
         cfg = self.config
@@ -255,19 +272,27 @@ class TDMPC2:
         actions = batch.actions[:, :-1].reshape(n, -1)
         rewards = batch.rewards[:, 1:].reshape(n)
 
+        # The "symlog" objective regresses the heads onto symlog targets (`space`) and lets the policy climb
+        # the frozen Q heads; "reference" regresses raw values and differentiates the policy term into Q too.
+        space = symlog if self._symlog else (lambda x: x)
         consistency = jnp.mean((self.transition(params, z, actions)["latent"] - z_next) ** 2)
-        reward = jnp.mean((self.predict_reward(params, z, actions) - rewards) ** 2)
+        reward = jnp.mean((self._reward_head(params, z, actions) - space(rewards)) ** 2)
 
         if batch.terminations is None:
             mask = jnp.ones_like(rewards)
         else:
             mask = 1.0 - batch.terminations[:, 1:].reshape(n)
         q_next = self.predict_q(params, z_next, self.policy(params, z_next), target_params).min(axis=0)
-        td_target = sg(rewards + cfg.gamma * mask * q_next)
-        td = jnp.mean((self.predict_q(params, z, actions).mean(axis=0) - td_target) ** 2)
+        td_target = sg(space(rewards + cfg.gamma * mask * q_next))
+        q_heads = self._q_heads(params["_q_ensemble"], z, actions)  # [K, n]
+        if self._symlog:  # every head regresses the target (as official TD-MPC2), so min_k stays meaningful
+            td = jnp.mean((q_heads - td_target[None]) ** 2)
+        else:
+            td = jnp.mean((q_heads.mean(axis=0) - td_target) ** 2)
 
         z_sg = sg(z)
-        policy = -jnp.mean(self.predict_q(params, z_sg, self.policy(params, z_sg)).min(axis=0))
+        q_policy = sg(params["_q_ensemble"]) if self._symlog else params["_q_ensemble"]
+        policy = -jnp.mean(self._q_heads(q_policy, z_sg, self.policy(params, z_sg)).min(axis=0))
 
         components = {"consistency": consistency, "reward": reward, "td": td, "policy": policy}
         total = (

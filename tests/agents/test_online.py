@@ -101,7 +101,30 @@ def test_bad_arguments_are_configuration_errors(tmp_path) -> None:
         train_online(model, "Pendulum-v1", 0)
     with pytest.raises(ConfigurationError, match="observation space"):
         train_online(model, "CartPole-v1", 10, config=TrainingConfig(output_dir=str(tmp_path)))
-    with pytest.raises(ConfigurationError, match="eval_every"):
-        import gymnasium as gym
+    import gymnasium as gym
 
-        train_online(model, gym.make("Pendulum-v1"), 10, eval_every=5)
+    class Unregistered(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    with pytest.raises(ConfigurationError, match="eval_every needs .* has no spec"):
+        train_online(model, Unregistered(), 10, eval_every=5)
+    with pytest.raises(ConfigurationError, match="agent_kwargs must be a dict"):
+        train_online(model, "Pendulum-v1", 10, agent_kwargs=[("iterations", 2)])
+    with pytest.raises(ConfigurationError, match="cannot build"):
+        train_online(model, "Pendulum-v1", 10, agent_kwargs={"no_such_setting": 1})
+
+
+def test_an_env_instance_is_evaluated_through_its_spec_with_the_agent_settings(tmp_path) -> None:
+    import gymnasium as gym
+
+    env = gym.make("Pendulum-v1", max_episode_steps=20)
+    config = TrainingConfig(batch_size=4, sequence_length=4, output_dir=str(tmp_path), log_interval=100)
+    result = train_online(
+        _model(), env, 40, warmup_transitions=20, collect_steps_per_update=20, updates_per_collect=2,
+        eval_every=40, eval_episodes=2, config=config, agent_kwargs={"iterations": 2}, seed=0,
+    )
+    assert len(result.eval_history) == 1 and len(result.eval_history[0]["returns"]) == 2
+    assert all(-20 * 16.3 <= r <= 0 for r in result.eval_history[0]["returns"])  # 20-step episodes of the spec
+    assert (tmp_path / "checkpoint_final.pt").is_dir()  # once, at the end
+    assert not list(tmp_path.glob("checkpoint_[0-9]*"))

@@ -43,16 +43,20 @@ def build_model(
     """``create_world_model(config.model, obs_shape, action_dim, hidden_dim=[architecture] hidden_dim)``.
 
     With ``agent=True`` (online runs, where the model must also act), configs that have an ``actor_critic``
-    field get ``actor_critic=True`` (behaviour learning in the same train step); others act by planning.
+    field get ``actor_critic=True`` (behaviour learning in the same train step); others act by planning, and
+    configs with an ``objective`` field get ``objective="symlog"`` (TD-MPC2: scale-free value learning).
     ``discrete`` (the environment's action space, when there is one) sets the model's ``action_type``.
     """
     from worldflux import create_world_model
     from worldflux.factory import get_config
 
     overrides: dict[str, Any] = {"hidden_dim": int(config["architecture"]["hidden_dim"])}
-    if agent and hasattr(get_config(config.model, obs_shape=tuple(obs_shape), action_dim=int(action_dim)),
-                         "actor_critic"):
-        overrides["actor_critic"] = True
+    if agent:
+        fields = get_config(config.model, obs_shape=tuple(obs_shape), action_dim=int(action_dim))
+        if hasattr(fields, "actor_critic"):
+            overrides["actor_critic"] = True
+        if hasattr(fields, "objective"):  # returns of real envs reach hundreds: the scale-free objective
+            overrides["objective"] = "symlog"
     if discrete is not None:
         overrides["action_type"] = "discrete" if discrete else "continuous"
     return create_world_model(config.model, obs_shape=tuple(obs_shape), action_dim=int(action_dim), **overrides)

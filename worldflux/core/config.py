@@ -74,6 +74,7 @@ _FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "encoder_type": ("cnn", "mlp"),
     "decoder_type": ("cnn", "mlp"),
     "training_tier": ("compatibility", "reference", "proof"),
+    "objective": ("reference", "symlog"),
     "prediction_target": ("noise", "x0", "v"),
     "action_conditioner": ("none", "adaln", "adagn"),
 }

@@ -302,6 +302,30 @@ def _finish_pending_saves() -> None:
             pass
 
 
+_EXIT_HOOK = threading.Lock()
+_exit_hook_registered = False
+
+
+def _register_exit_hook() -> None:
+    """Finish queued saves before the interpreter's thread shutdown: orbax writes through a thread pool that
+    refuses new work once ``concurrent.futures`` has run its exit hook, which happens before ``atexit``.
+    Threading exit hooks run last-registered first, so registering after orbax (and with it
+    ``concurrent.futures``) was imported puts this one ahead of the pool's shutdown."""
+    global _exit_hook_registered
+    with _EXIT_HOOK:
+        if _exit_hook_registered:
+            return
+        import orbax.checkpoint  # noqa: F401 - imports concurrent.futures, whose hook must run after ours
+
+        register = getattr(threading, "_register_atexit", None)
+        try:
+            if register is not None:
+                register(_finish_pending_saves)
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
+        _exit_hook_registered = True
+
+
 @jax.jit
 def _copy_arrays(leaves: list[jax.Array]) -> list[jax.Array]:
     """Fresh device buffers holding `leaves` (never aliases of them: the step may donate the originals)."""
@@ -427,6 +451,7 @@ class CheckpointWriter:
         self._raise_errors()
         target = Path(os.path.abspath(os.fspath(path)))
         extra = [Path(os.path.abspath(os.fspath(c))) for c in copies]
+        _register_exit_hook()
         self._ensure_thread()
         self._queue.put(_Job(target, snapshot.arrays, snapshot.payload, extra))
         if wait:

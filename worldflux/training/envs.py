@@ -89,7 +89,7 @@ class VectorEnvAdapter:
         self.action_dim = int(action_dim)
         wants_image = len(self.obs_shape) == 3
         self.owned = not isinstance(env, gym.vector.VectorEnv)
-        if isinstance(env, str):
+        if isinstance(env, str | gym.envs.registration.EnvSpec):  # an id or a spec: N fresh copies
             spec_space = gym.make(env).observation_space
             pixels = wants_image and not _is_image_space(spec_space)
             mode = "rgb_array" if (render or pixels) else None
@@ -234,7 +234,7 @@ def offscreen_rendering() -> None:
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 
-def _factory(gym: Any, env_id: str, mode: str | None, max_steps: int | None, pixels: bool) -> Any:
+def _factory(gym: Any, env_id: Any, mode: str | None, max_steps: int | None, pixels: bool) -> Any:
     def make() -> Any:
         kwargs: dict[str, Any] = {}
         if mode is not None:

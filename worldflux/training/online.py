@@ -11,10 +11,12 @@ The loop alternates two phases until ``total_env_steps`` transitions were collec
   episode (time limit) keeps its boundary in the episode index without being marked terminal. Every episode
   is a line of ``output_dir/episodes.jsonl`` (index, return, length, env_steps, terminated, truncated).
 * training: ``updates_per_collect`` jitted updates through the ``Trainer`` public API
-  (``trainer.train(buffer, num_steps=global_step + k)``: callbacks, checkpoints and ``run_manifest.json``
-  as usual). Default: one update per two collected transitions.
+  (``trainer.train(buffer, num_steps=global_step + k, final_checkpoint=False)``: callbacks, periodic
+  checkpoints and ``run_manifest.json`` as usual; ``checkpoint_final.pt`` once, at the end). Default: one
+  update per two collected transitions.
 
-Evaluation (``eval_every`` env steps, env ids only): ``eval_episodes`` greedy episodes in separate envs.
+Evaluation (``eval_every`` env steps): ``eval_episodes`` greedy episodes in separate envs, built from the env id
+or from the env's gymnasium spec (envs made by ``gymnasium.make`` / ``make_vec``).
 Online hooks of CONTRACTS §5 (``on_phase_change``, ``on_episode_end``, ``on_eval_end``, ``on_env_frame``,
 ``on_imagination``) are called on every callback that defines them; ordinary trainer hooks reach the
 callbacks through the Trainer (``on_train_begin`` once at the start and ``on_train_end`` once at the end).
@@ -145,10 +147,13 @@ def train_online(
     eval_episodes: int = 5,
     resume_from: str | None = None,
     seed: int | None = None,
+    agent_kwargs: dict[str, Any] | None = None,
 ) -> OnlineResult:
     """Train ``model`` online on ``env`` (a gymnasium id, ``Env`` or vector env) for ``total_env_steps``
     transitions; see the module docstring. ``config`` (a ``TrainingConfig``) gives the batch size, sequence
-    length, optimizer, ``output_dir`` and intervals; its ``total_steps`` is ignored.
+    length, optimizer, ``output_dir`` and intervals; its ``total_steps`` is ignored. ``agent_kwargs`` go to
+    ``make_agent`` (planner settings such as ``iterations``, ``num_samples``, ``horizon``) for collection and
+    evaluation alike.
 
     Raises:
         ConfigurationError: an unsupported env / space, an unknown ``policy`` or a bad argument (named).
@@ -161,10 +166,16 @@ def train_online(
     if updates_per_collect is None:
         updates_per_collect = max(1, collect_steps_per_update * num_envs // 2)
     updates_per_collect = _check_positive("updates_per_collect", updates_per_collect, 0)
+    eval_env: Any = None
     if eval_every is not None:
         eval_every = _check_positive("eval_every", eval_every)
-        if not isinstance(env, str):
-            raise ConfigurationError("eval_every needs env to be a gymnasium id (evaluation runs in separate envs)")
+        # Evaluation runs in separate envs, rebuilt from the id or from the env's gymnasium spec.
+        eval_env = env if isinstance(env, str) else getattr(env, "spec", None)
+        if eval_env is None:
+            raise ConfigurationError(
+                "eval_every needs env to be a gymnasium id, or an env made by gymnasium.make / make_vec (one that "
+                f"has a spec to build evaluation envs from); {type(env).__name__} has no spec"
+            )
     eval_episodes = _check_positive("eval_episodes", eval_episodes)
     config = config if config is not None else TrainingConfig()
     if not isinstance(config, TrainingConfig):
@@ -189,7 +200,12 @@ def train_online(
             f"the env's action space is {'discrete' if adapter.discrete else 'continuous'} but the model's "
             f"action_type is {mcfg.action_type!r}"
         )
-    agent = make_agent(model, policy, seed=seed)
+    if agent_kwargs is not None and not isinstance(agent_kwargs, dict):
+        raise ConfigurationError(
+            f"agent_kwargs must be a dict of make_agent keywords, got {type(agent_kwargs).__name__}"
+        )
+    agent_kwargs = dict(agent_kwargs or {})
+    agent = make_agent(model, policy, seed=seed, **agent_kwargs)
     explorer = make_agent(model, "random", seed=seed + 1)
     os.makedirs(config.output_dir, exist_ok=True)
     episodes_path = os.path.join(config.output_dir, "episodes.jsonl")
@@ -266,7 +282,7 @@ def train_online(
             if ready and updates_per_collect > 0:
                 _notify(user_callbacks, "on_phase_change", "training")
                 target = trainer.state.global_step + updates_per_collect
-                trainer.train(buffer, num_steps=target)
+                trainer.train(buffer, num_steps=target, final_checkpoint=False)
                 result.updates = trainer.state.global_step
                 loss = trainer.state.metrics.get("loss") if trainer.state.metrics else None
                 if loss is not None:
@@ -278,12 +294,24 @@ def train_online(
             if next_eval is not None and result.env_steps >= next_eval:
                 next_eval = (result.env_steps // eval_every + 1) * eval_every
                 _notify(user_callbacks, "on_phase_change", "evaluating")
-                _evaluate(model, env, policy, seed, eval_episodes, max_episode_steps, result, user_callbacks)
+                _evaluate(
+                    model,
+                    eval_env,
+                    policy,
+                    seed,
+                    eval_episodes,
+                    max_episode_steps,
+                    result,
+                    user_callbacks,
+                    agent_kwargs,
+                )
                 _notify(user_callbacks, "on_phase_change", "collecting")
     finally:
         progress.close()
         adapter.close()
     result.updates = trainer.state.global_step
+    if result.updates:
+        trainer.save_checkpoint(os.path.join(config.output_dir, "checkpoint_final.pt"))
     _save_online(config.output_dir, trainer, buffer, result, episode_table)
     _notify(user_callbacks, "on_train_end", trainer)
     _notify(user_callbacks, "on_phase_change", "done")
@@ -335,13 +363,14 @@ def _finish(
 
 def _evaluate(
     model: Any,
-    env_id: str,
+    env_id: Any,
     policy: str,
     seed: int,
     episodes: int,
     max_episode_steps: int | None,
     result: OnlineResult,
     callbacks: list[Any],
+    agent_kwargs: dict[str, Any],
 ) -> None:
     """``episodes`` greedy episodes (one per env of a fresh vector env); hooks ``on_eval_end``."""
     mcfg = model.config
@@ -352,7 +381,7 @@ def _evaluate(
         num_envs=episodes,
         max_episode_steps=max_episode_steps,
     )
-    agent = make_agent(model, policy, seed=seed + 7919 + result.env_steps)
+    agent = make_agent(model, policy, seed=seed + 7919 + result.env_steps, **agent_kwargs)
     try:
         obs = adapter.reset(seed=seed + 10**6 + result.env_steps)
         returns = np.zeros(episodes)

@@ -296,3 +296,32 @@ def test_checkpoints_with_the_legacy_gru_layout_still_load(tmp_path):
     other = Trainer(fresh_model("tdmpc2:ci"), config(tmp_path / "other", log_interval=2))
     with pytest.raises(CheckpointError, match="does not match"):  # other mismatches are still refused
         other.load_checkpoint(tmp_path / "legacy.pt")
+
+
+def test_a_script_ending_right_after_train_finishes_its_background_save(tmp_path):
+    """``train(final_checkpoint=False)`` queues only the best-loss save; a script that exits at once must still
+    finish it (orbax's thread pool refuses work once the interpreter shuts down) and print no traceback."""
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from worldflux import create_world_model
+        from worldflux.training import ReplayBuffer, Trainer, TrainingConfig
+        model = create_world_model("tdmpc2:ci", obs_shape=(3,), action_dim=1)
+        data = ReplayBuffer(capacity=400, obs_shape=(3,), action_dim=1)
+        rng = np.random.default_rng(0)
+        data.add_episode(rng.normal(size=(60, 3)).astype(np.float32), rng.uniform(-1, 1, (60, 1)).astype(np.float32),
+                         rng.normal(size=60).astype(np.float32), np.zeros(60, np.float32))
+        config = TrainingConfig(batch_size=4, sequence_length=4, output_dir={str(tmp_path)!r}, log_interval=1,
+                                save_interval=10**9)
+        Trainer(model, config).train(data, num_steps=2, final_checkpoint=False)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=240,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "checkpoint_final.pt").exists()
+    assert is_finalized(tmp_path / "checkpoint_best.pt")
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
