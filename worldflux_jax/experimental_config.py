@@ -55,9 +55,7 @@ class JEPABaseConfig(_Checks):
     dropout: float = 0.0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "ci": dict(
-            encoder_dim=32, predictor_dim=32, projection_dim=32, num_layers=1, num_heads=2, hidden_dim=32
-        ),
+        "ci": dict(encoder_dim=32, predictor_dim=32, projection_dim=32, num_layers=1, num_heads=2, hidden_dim=32),
         "base": {},
     }
 
@@ -65,9 +63,7 @@ class JEPABaseConfig(_Checks):
         super()._validate()
         self._positive_ints("encoder_dim", "predictor_dim", "projection_dim", "num_layers", "num_heads")
         if self.encoder_dim % self.num_heads:
-            raise self._error(
-                f"encoder_dim ({self.encoder_dim}) must be divisible by num_heads ({self.num_heads})"
-            )
+            raise self._error(f"encoder_dim ({self.encoder_dim}) must be divisible by num_heads ({self.num_heads})")
         self._unit_interval("dropout")
 
 
@@ -82,7 +78,12 @@ class VJEPA2Config(JEPABaseConfig):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "ci": dict(
-            encoder_dim=32, predictor_dim=32, projection_dim=32, num_layers=1, num_heads=2, temporal_window=2,
+            encoder_dim=32,
+            predictor_dim=32,
+            projection_dim=32,
+            num_layers=1,
+            num_heads=2,
+            temporal_window=2,
             hidden_dim=32,
         ),
         "tiny": dict(

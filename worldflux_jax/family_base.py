@@ -190,7 +190,7 @@ class ExperimentalFamily(ABC):
             return tl.params_from_torch(shapes, state_dict), None
         prefix = self.target_prefix
         online = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
-        target = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        target = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
         params = tl.params_from_torch(shapes, online)
         if not target:
             return params, self.init_extras(params)

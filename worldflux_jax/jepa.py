@@ -106,8 +106,14 @@ class JEPA(ExperimentalFamily):
         self.num_tokens, self.token_size = token_layout(tuple(c.obs_shape))
         self.modules = {
             "encoder": Encoder(
-                c.encoder_dim, c.num_heads, c.num_layers, c.projection_dim, self.num_tokens, self.window,
-                float(c.dropout), use_mask=self.window > 1,
+                c.encoder_dim,
+                c.num_heads,
+                c.num_layers,
+                c.projection_dim,
+                self.num_tokens,
+                self.window,
+                float(c.dropout),
+                use_mask=self.window > 1,
             ),
             "predictor": Predictor(c.predictor_dim, c.projection_dim),
             "reward_head": MLP((c.hidden_dim,), 1),
@@ -126,9 +132,7 @@ class JEPA(ExperimentalFamily):
     def initial_state(self, batch_size: int) -> State:
         return {"latent": jnp.zeros((batch_size, self.config.projection_dim), jnp.float32)}
 
-    def _embed(
-        self, enc_params: Params, obs: jax.Array, key: jax.Array | None = None
-    ) -> jax.Array:
+    def _embed(self, enc_params: Params, obs: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """`obs [B, *obs_shape]` -> pooled embedding `[B, Z]` with `enc_params` (online or target)."""
         tokens = to_tokens(obs, tuple(self.config.obs_shape))
         time_ids = jnp.zeros((self.num_tokens,), jnp.int32)

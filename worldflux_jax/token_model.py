@@ -113,9 +113,7 @@ class TokenTransformer(nn.Module):
     dropout: float = 0.0
 
     @nn.compact
-    def __call__(
-        self, prev: jax.Array, action: jax.Array, next_in: jax.Array, deterministic: bool = True
-    ) -> jax.Array:
+    def __call__(self, prev: jax.Array, action: jax.Array, next_in: jax.Array, deterministic: bool = True) -> jax.Array:
         n = self.num_tokens
         embed = nn.Embed(self.vocab, self.dim, name="token_embed")
         act = nn.Dense(self.dim, name="action_embed")(action)[:, None]
