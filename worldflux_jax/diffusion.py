@@ -43,7 +43,8 @@ NUM_BLOCKS = 3
 
 
 def schedule(steps: int, beta_start: float, beta_end: float) -> dict[str, np.ndarray]:
-    """`{signal [K], noise [K], alpha [K], beta [K], abar [K], abar_prev [K]}` (float32; index k-1 = step k)."""
+    """`{signal, noise, alpha, beta, abar, abar_prev, coef_x0, coef_xt, sigma}`, each `[K]` float32 (index k-1 =
+    step k); the last three give the ancestral step `x_{k-1} = coef_x0 x0 + coef_xt x_k + sigma z`."""
     abar = np.cumprod(1.0 - np.linspace(beta_start, beta_end, steps, dtype=np.float64))
     s = np.sqrt(abar)
     if steps == 1:
@@ -53,13 +54,19 @@ def schedule(steps: int, beta_start: float, beta_end: float) -> dict[str, np.nda
     abar = s**2
     abar_prev = np.concatenate([[1.0], abar[:-1]])
     alpha = abar / abar_prev
+    beta = 1.0 - alpha
+    # Posterior q(x_{k-1} | x_k, x0) coefficients, in float64: 1 - abar is ~1e-4 at the first step, where a
+    # float32 difference would lose three digits.
     out = {
         "signal": s,
         "noise": np.sqrt(1.0 - abar),
         "alpha": alpha,
-        "beta": 1.0 - alpha,
+        "beta": beta,
         "abar": abar,
         "abar_prev": abar_prev,
+        "coef_x0": np.sqrt(abar_prev) * beta / (1.0 - abar),
+        "coef_xt": np.sqrt(alpha) * (1.0 - abar_prev) / (1.0 - abar),
+        "sigma": np.sqrt(beta * (1.0 - abar_prev) / (1.0 - abar)),
     }
     return {k: v.astype(np.float32) for k, v in out.items()}
 
@@ -156,12 +163,10 @@ class Diffusion(ExperimentalFamily):
             ks = jnp.full((b,), k, jnp.int32)
             pred = self._apply("denoiser", params, x, ks, cond, action)
             x0 = self._x0(pred, x, ks)
-            ab, ab_prev, alpha, beta = sch["abar"][k], sch["abar_prev"][k], sch["alpha"][k], sch["beta"][k]
-            mean = (jnp.sqrt(ab_prev) * beta * x0 + jnp.sqrt(alpha) * (1.0 - ab_prev) * x) / (1.0 - ab)
+            mean = sch["coef_x0"][k] * x0 + sch["coef_xt"][k] * x
             if not stochastic:
                 return mean
-            sigma = jnp.sqrt(beta * (1.0 - ab_prev) / (1.0 - ab))
-            return mean + jnp.where(k > 0, sigma, 0.0) * jax.random.normal(keys[k], x.shape)
+            return mean + jnp.where(k > 0, sch["sigma"][k], 0.0) * jax.random.normal(keys[k], x.shape)
 
         x0 = jax.lax.fori_loop(0, self.steps, body, x)
         return {"obs": obs + x0.reshape(obs.shape)}

@@ -94,8 +94,11 @@ class ExperimentalFamily(ABC):
         return {n: m.init(keys[n], *inputs[n])["params"] for n, m in self.modules.items()}
 
     def param_shapes(self) -> Params:
-        """The parameter tree as `ShapeDtypeStruct`s (no computation)."""
-        return jax.eval_shape(self.init, jax.random.key(0))
+        """The parameter tree as `ShapeDtypeStruct`s (no computation; traced once per family object)."""
+        shapes = self.__dict__.get("_param_shapes")
+        if shapes is None:
+            shapes = self.__dict__["_param_shapes"] = jax.eval_shape(self.init, jax.random.key(0))
+        return shapes
 
     def init_extras(self, params: Params) -> Params | None:
         """The EMA target (a copy of `params[target_module]`), or None without one."""

@@ -185,3 +185,14 @@ def test_experimental_models_are_exported_and_catalogued():
         assert info["maturity"] == "experimental" and info["support_tier"] == "experimental"
         assert "configuration only" not in info["description"]
     assert "configuration only" in worldflux.get_model_info("gan:base")["description"]
+
+
+def test_cem_plans_with_an_experimental_model(models):
+    from worldflux.planners import CEMPlanner
+
+    model = models["jepa"]
+    planner = CEMPlanner(horizon=3, action_dim=A, num_samples=8, num_elites=2)
+    one = planner.plan(model, model.encode(torch.zeros(1, *OBS)))  # the compiled core path
+    many = planner.plan(model, model.encode(torch.zeros(8, *OBS)))  # the generic plan_step / decode path
+    assert tuple(one.tensor.shape) == tuple(many.tensor.shape) == (3, A)
+    assert torch.isfinite(one.tensor).all() and torch.isfinite(many.tensor).all()
