@@ -89,7 +89,12 @@ def test_family_trains_through_trainer_and_round_trips(models, name, tmp_path):
     fresh.reseed(0)  # the same loss randomness (masks, noise) before and after
     before = float(fresh.loss(train_batch).loss)
     config = TrainingConfig(
-        total_steps=20, batch_size=8, sequence_length=4, learning_rate=3e-3, log_interval=10, save_interval=1000,
+        total_steps=20,
+        batch_size=8,
+        sequence_length=4,
+        learning_rate=3e-3,
+        log_interval=10,
+        save_interval=1000,
         output_dir=str(tmp_path / "run"),
     )
     Trainer(fresh, config).train(data)
@@ -114,7 +119,8 @@ def test_jepa_target_encoder_is_an_ema_of_the_online_encoder(models, batch, name
     online, target = model.params["encoder"], model.extras
     assert jax.tree.structure(online) == jax.tree.structure(target)
     model.loss(batch)  # the loss never moves the target
-    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(target), jax.tree.leaves(model.extras)))
+    pairs = zip(jax.tree.leaves(target), jax.tree.leaves(model.extras), strict=True)
+    assert all(np.array_equal(x, y) for x, y in pairs)
     model.extras = jax.tree.map(lambda x: x * 0.0, target)
     model.on_after_optimizer_step()
     decay = model.core.ema_decay
@@ -158,8 +164,13 @@ def test_bad_config_values_name_the_field(model_id, kwargs, message):
 
 
 def test_skeleton_families_refuse_to_build_and_name_the_alternatives():
-    for name, closest in (("dit", "diffusion"), ("ssm", "dreamer"), ("renderer3d", "dreamer"),
-                          ("physics", "tdmpc2"), ("gan", "diffusion")):
+    for name, closest in (
+        ("dit", "diffusion"),
+        ("ssm", "dreamer"),
+        ("renderer3d", "dreamer"),
+        ("physics", "tdmpc2"),
+        ("gan", "diffusion"),
+    ):
         with pytest.raises(ConfigurationError, match=rf"'{name}' is a skeleton family.*'{closest}'"):
             create_world_model(f"{name}:base", obs_shape=OBS, action_dim=A)
         cls_name = {"dit": "DiT", "ssm": "SSM", "renderer3d": "Renderer3D", "physics": "Physics", "gan": "GAN"}[name]
