@@ -64,6 +64,8 @@ def test_family_builds_and_every_output_has_its_shape(models, batch, name):
     assert isinstance(model, worldflux.WorldModel) and isinstance(model, torch.nn.Module)
     assert model.io_contract().required_state_keys == tuple(state_shapes)
     state = model.encode(torch.randn(3, *OBS))
+    initial = model.initial_state(3)
+    assert {k: tuple(v.shape[1:]) for k, v in initial.tensors.items()} == state_shapes
     assert {k: tuple(v.shape[1:]) for k, v in state.tensors.items()} == state_shapes
     assert all(isinstance(v, torch.Tensor) and v.shape[0] == 3 for v in state.tensors.values())
     nxt = model.transition(state, torch.zeros(3, A))

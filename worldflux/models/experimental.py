@@ -31,7 +31,7 @@ import jax
 
 from worldflux.core.batch import Batch
 from worldflux.core.contracts import family_io_contract
-from worldflux.core.jax_model import JaxWorldModel, _key_from_data, loss_scalars
+from worldflux.core.jax_model import JaxWorldModel, _key_from_data, _key_order, loss_scalars
 from worldflux.core.output import LossOutput
 from worldflux.core.spec import Capability, ModelIOContract
 from worldflux.models.registry import register_model, register_pretrained_loader
@@ -91,14 +91,11 @@ class ExperimentalWorldModel(JaxWorldModel):
         return family_io_contract(
             obs_shape=config.obs_shape,
             action_spec=config.action_spec,
-            state_shapes={k: v.shape[1:] for k, v in cls._ordered_keys(state, "state").items()},
-            prediction_shapes={k: v.shape[1:] for k, v in cls._ordered_keys(predictions, "predictions").items()},
+            state_shapes={k: state[k].shape[1:] for k in _key_order(cls._KEY_ORDER["state"], tuple(state))},
+            prediction_shapes={
+                k: predictions[k].shape[1:] for k in _key_order(cls._KEY_ORDER["predictions"], tuple(predictions))
+            },
         )
-
-    @classmethod
-    def _ordered_keys(cls, values: Mapping[str, Any], what: str) -> dict[str, Any]:
-        order = cls._KEY_ORDER.get(what, ())
-        return {k: values[k] for k in sorted(values, key=lambda k: (order.index(k) if k in order else len(order), k))}
 
     # -- state dicts ----------------------------------------------------------------------------------
     def _state_dict_arrays(self) -> dict[str, Any]:
