@@ -7,6 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from worldflux_jax import experimental_config as xc
 from worldflux_jax.diffusion import TERMINAL_SIGNAL, Diffusion, schedule
@@ -96,3 +99,18 @@ def test_state_dict_round_trip_and_named_errors():
     assert all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(a, b), copied, params["encoder"])))
     with pytest.raises(StateDictError, match=r"missing keys \['predictor.mlp.0.bias'\]"):
         fam.from_torch_state_dict({k: v for k, v in sd.items() if k != "predictor.mlp.0.bias"})
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    values=hnp.arrays(np.float32, (1, 8), elements=st.floats(-1e3, 1e3, width=32)),
+    vocab=st.integers(2, 4096),
+)
+def test_token_ids_are_in_range_and_monotonic(values, vocab):
+    tok = Tokenizer((8,), vocab)
+    ids = np.asarray(tok.tokenize(jnp.asarray(values)))
+    assert ids.min() >= 0 and ids.max() <= vocab - 1
+    order = np.argsort(values[0], kind="stable")
+    assert np.all(np.diff(ids[0][order]) >= 0)  # a larger value never gets a smaller token
+    again = np.asarray(tok.tokenize(tok.detokenize(jnp.asarray(ids))))
+    np.testing.assert_array_equal(again, ids)  # bin centres map back to their own bin
