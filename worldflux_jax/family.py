@@ -79,6 +79,16 @@ def one_hot_actions(actions: Any, action_dim: int) -> jax.Array:
     return actions.astype(jnp.float32)
 
 
+def step_actions(action: Any, batch: int, action_dim: int) -> jax.Array:
+    """One step's float32 actions `[B, A]`: zeros when None, one-hot for `[B]` integer class indices."""
+    if action is None:
+        return jnp.zeros((batch, int(action_dim)), jnp.float32)
+    action = jnp.asarray(action)
+    if jnp.issubdtype(action.dtype, jnp.integer):
+        return jax.nn.one_hot(action, int(action_dim), dtype=jnp.float32)
+    return action.astype(jnp.float32)
+
+
 def _registry() -> dict[str, tuple[type, type]]:
     from worldflux_jax import experimental_config as xc
     from worldflux_jax.config import DreamerV3Config, TDMPC2Config

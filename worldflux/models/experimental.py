@@ -35,9 +35,9 @@ from worldflux.core.jax_model import JaxWorldModel, _key_from_data, _key_order, 
 from worldflux.core.output import LossOutput
 from worldflux.core.spec import Capability, ModelIOContract
 from worldflux.models.registry import register_model, register_pretrained_loader
-from worldflux.models.tdmpc2 import _actions
 from worldflux_jax import experimental_config as xc
 from worldflux_jax.diffusion import Diffusion
+from worldflux_jax.family import step_actions
 from worldflux_jax.family_base import ExperimentalFamily
 from worldflux_jax.jepa import JEPA, VJEPA2
 from worldflux_jax.token_model import TokenModel
@@ -166,7 +166,8 @@ def _transition(
     core: ExperimentalFamily, params: Any, state: dict, action: jax.Array | None, key: jax.Array, *, deterministic: bool
 ) -> dict[str, jax.Array]:
     batch = next(iter(state.values())).shape[0]
-    return core.transition(params, state, _actions(action, batch, core.config), _key_from_data(key), deterministic)
+    action = step_actions(action, batch, core.config.action_dim)
+    return core.transition(params, state, action, _key_from_data(key), deterministic)
 
 
 def _decode(core: ExperimentalFamily, params: Any, state: dict) -> dict[str, jax.Array]:
@@ -177,7 +178,7 @@ def _rollout(
     core: ExperimentalFamily, params: Any, state: dict, actions: jax.Array, key: jax.Array, *, deterministic: bool
 ) -> tuple[dict, jax.Array, jax.Array]:
     batch = next(iter(state.values())).shape[0]
-    acts = _actions(actions, batch, core.config)
+    acts = step_actions(actions, batch, core.config.action_dim)
     return core.rollout(params, state, acts, _key_from_data(key), deterministic)
 
 
