@@ -113,6 +113,10 @@ _EXPORTS: dict[str, str] = {
     # Models
     "DreamerV3WorldModel": "worldflux.models:DreamerV3WorldModel",
     "TDMPC2WorldModel": "worldflux.models:TDMPC2WorldModel",
+    "JEPABaseWorldModel": "worldflux.models:JEPABaseWorldModel",
+    "VJEPA2WorldModel": "worldflux.models:VJEPA2WorldModel",
+    "TokenWorldModel": "worldflux.models:TokenWorldModel",
+    "DiffusionWorldModel": "worldflux.models:DiffusionWorldModel",
     # Utils
     "set_seed": "worldflux.utils:set_seed",
 }
@@ -126,6 +130,11 @@ _DEPRECATED: dict[str, str] = {
     "Renderer3DSkeletonConfig": f"{_CONFIG}:Renderer3DSkeletonConfig",
     "PhysicsSkeletonConfig": f"{_CONFIG}:PhysicsSkeletonConfig",
     "GANSkeletonConfig": f"{_CONFIG}:GANSkeletonConfig",
+    "DiTSkeletonWorldModel": "worldflux.models.skeletons:DiTSkeletonWorldModel",
+    "SSMSkeletonWorldModel": "worldflux.models.skeletons:SSMSkeletonWorldModel",
+    "Renderer3DSkeletonWorldModel": "worldflux.models.skeletons:Renderer3DSkeletonWorldModel",
+    "PhysicsSkeletonWorldModel": "worldflux.models.skeletons:PhysicsSkeletonWorldModel",
+    "GANSkeletonWorldModel": "worldflux.models.skeletons:GANSkeletonWorldModel",
 }
 
 # Subpackages that attribute access imports (``worldflux.core``), when they exist.

@@ -82,7 +82,7 @@ COMPONENT_SLOTS = (
 _SLOT_ATTRIBUTES = {"decoder": "decoder_module"}
 
 
-_CONFIG_ONLY = " (configuration only in worldflux-jax)"
+_CONFIG_ONLY = " (configuration only in worldflux-jax: a placeholder family, see docs/decisions.md)"
 
 
 def _entry(
@@ -162,26 +162,26 @@ _BUNDLED_CATALOG: dict[str, dict[str, Any]] = {
         "TD-MPC2 317M preset - maximum capacity", "~317M", "tdmpc2", "vector", "reference", "reference_family"
     ),
     "jepa:base": _entry(
-        "JEPA base - representation prediction" + _CONFIG_ONLY, "~1M+", "jepa", "image", "experimental", "none"
+        "JEPA base - representation prediction", "~1M+", "jepa", "image", "experimental", "none"
     ),
     "vjepa2:ci": _entry(
-        "V-JEPA 2 CI preset - video representation prediction" + _CONFIG_ONLY, "<1M", "vjepa2", "video",
+        "V-JEPA 2 CI preset - video representation prediction", "<1M", "vjepa2", "video",
         "experimental", "none",
     ),
     "vjepa2:tiny": _entry(
-        "V-JEPA 2 tiny preset - video representation prediction" + _CONFIG_ONLY, "~1M", "vjepa2", "video",
+        "V-JEPA 2 tiny preset - video representation prediction", "~1M", "vjepa2", "video",
         "experimental", "none",
     ),
     "vjepa2:base": _entry(
-        "V-JEPA 2 base - video representation prediction" + _CONFIG_ONLY, "~10M", "vjepa2", "video",
+        "V-JEPA 2 base - video representation prediction", "~10M", "vjepa2", "video",
         "experimental", "none",
     ),
     "token:base": _entry(
-        "Token world model base - discrete token dynamics" + _CONFIG_ONLY, "~5M", "token", "tokens", "experimental",
+        "Token world model base - discrete token dynamics", "~5M", "token", "tokens", "experimental",
         "none",
     ),
     "diffusion:base": _entry(
-        "Diffusion world model base - denoising next-observation prediction" + _CONFIG_ONLY, "~1M", "diffusion",
+        "Diffusion world model base - denoising next-observation prediction", "~1M", "diffusion",
         "image", "experimental", "none",
     ),
     "dit:base": _entry("DiT skeleton" + _CONFIG_ONLY, "skeleton", "dit", "image", "skeleton", "none"),

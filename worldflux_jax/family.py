@@ -1,6 +1,7 @@
 """The declared model-family interface that the step builder, the Trainer and the training script rely on.
 
-A family (`worldflux_jax.dreamer.DreamerV3`, `worldflux_jax.tdmpc2.TDMPC2`) is an object of pure functions
+A family (`worldflux_jax.dreamer.DreamerV3`, `worldflux_jax.tdmpc2.TDMPC2`, and the experimental
+`jepa.JEPA`, `jepa.VJEPA2`, `token_model.TokenModel`, `diffusion.Diffusion`) is an object of pure functions
 for one config. Nothing outside it branches on which family it is:
 
 | member | meaning |
@@ -78,15 +79,46 @@ def one_hot_actions(actions: Any, action_dim: int) -> jax.Array:
     return actions.astype(jnp.float32)
 
 
+def step_actions(action: Any, batch: int, action_dim: int) -> jax.Array:
+    """One step's float32 actions `[B, A]`: zeros when None, one-hot for `[B]` integer class indices."""
+    if action is None:
+        return jnp.zeros((batch, int(action_dim)), jnp.float32)
+    action = jnp.asarray(action)
+    if jnp.issubdtype(action.dtype, jnp.integer):
+        return jax.nn.one_hot(action, int(action_dim), dtype=jnp.float32)
+    return action.astype(jnp.float32)
+
+
 def _registry() -> dict[str, tuple[type, type]]:
+    from worldflux_jax import experimental_config as xc
     from worldflux_jax.config import DreamerV3Config, TDMPC2Config
+    from worldflux_jax.diffusion import Diffusion
     from worldflux_jax.dreamer import DreamerV3
+    from worldflux_jax.jepa import JEPA, VJEPA2
     from worldflux_jax.tdmpc2 import TDMPC2
+    from worldflux_jax.token_model import TokenModel
 
-    return {"dreamer": (DreamerV3Config, DreamerV3), "tdmpc2": (TDMPC2Config, TDMPC2)}
+    # Subclasses before their bases: `family_for` takes the first isinstance match.
+    return {
+        "dreamer": (DreamerV3Config, DreamerV3),
+        "tdmpc2": (TDMPC2Config, TDMPC2),
+        "vjepa2": (xc.VJEPA2Config, VJEPA2),
+        "jepa": (xc.JEPABaseConfig, JEPA),
+        "token": (xc.TokenWorldModelConfig, TokenModel),
+        "diffusion": (xc.DiffusionWorldModelConfig, Diffusion),
+    }
 
 
-FAMILY_ALIASES = {"dreamerv3": "dreamer", "dreamer": "dreamer", "tdmpc2": "tdmpc2", "tdmpc": "tdmpc2"}
+FAMILY_ALIASES = {
+    "dreamerv3": "dreamer",
+    "dreamer": "dreamer",
+    "tdmpc2": "tdmpc2",
+    "tdmpc": "tdmpc2",
+    "jepa": "jepa",
+    "vjepa2": "vjepa2",
+    "token": "token",
+    "diffusion": "diffusion",
+}
 
 
 def config_from_id(model_id: str, **overrides: Any) -> Any:

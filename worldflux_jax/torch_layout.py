@@ -11,6 +11,7 @@ array layouts differ, and each kind of leaf has one exact, invertible transform:
 | ConvTranspose2d weight | `[in, out, kh, kw]` | `kernel [kh, kw, in, out]`, spatially flipped |
 | GRUCell weight_ih / weight_hh | `[3H, in]` (r, z, n) | the same (`weight_ih`, `weight_hh`) |
 | LayerNorm over `[C, H, W]` | `weight/bias [C, H, W]` | `scale/bias [H, W, C]` |
+| Embedding weight | `[num, dim]` | `embedding [num, dim]` |
 
 Everything else (biases, 1-D LayerNorm parameters) is copied as is. Round trips are exact (pure
 transposes and flips, no arithmetic).
@@ -34,6 +35,7 @@ _LEAF_NAMES = {
     "weight_hh": "weight_hh",
     "bias_ih": "bias_ih",
     "bias_hh": "bias_hh",
+    "embedding": "weight",  # nn.Embed's table is torch's nn.Embedding weight, same layout
 }
 _TORCH_LEAF_NAMES = {"weight", "bias", "weight_ih", "weight_hh", "bias_ih", "bias_hh"}
 

@@ -237,8 +237,9 @@ def test_unregistered_model_types_raise_a_clear_error(monkeypatch):
         factory.create_world_model("dreamer:ci")
     assert "model_type 'dreamer'" in str(info.value)
     assert "Registered model types: ['tdmpc2']" in str(info.value)
-    with pytest.raises(ConfigurationError, match="'jepa' is available as a configuration only"):
-        factory.create_world_model("jepa:base")
+    with pytest.raises(ConfigurationError, match="'dit' is a skeleton family") as info:
+        factory.create_world_model("dit:base")
+    assert "Closest buildable families: ['diffusion', 'token']" in str(info.value)
 
 
 def test_unknown_backends_are_refused(builders):

@@ -269,7 +269,7 @@ CORRUPTIONS = {
     "garbled meta": (lambda d: (d / "worldflux_meta.json").write_text("{oops"), "metadata"),
     "garbled config": (lambda d: (d / "config.json").write_text("[1, 2"), "config"),
     "config without model_type": (_edit_json("config.json", model_type=""), "model_type"),
-    "unknown model_type": (_edit_json("config.json", model_type="jepa"), "not registered"),
+    "unknown model_type": (_edit_json("config.json", model_type="foo"), "not registered"),
     "invalid config value": (_edit_json("config.json", hidden_dim=-1), "hidden_dim"),
     "missing config.json": (lambda d: (d / "config.json").unlink(), "config.json not found"),
 }

@@ -9,10 +9,10 @@ normalisation and validation, reference §2.1–2.3). This module adds what the 
 * ``json_schema()``: a JSON Schema (draft 2020-12) generated from the dataclass fields;
 * a concise ``repr``: ``DreamerV3Config(model='ci', obs_shape=(3, 64, 64), action_dim=6, hidden_dim=32)``.
 
-The other families of the reference (``JEPABaseConfig``, ``VJEPA2Config``, ``TokenWorldModelConfig``,
-``DiffusionWorldModelConfig`` and the ``*SkeletonConfig`` classes) are configuration objects only: they
-hold and validate their documented fields, but worldflux-jax has no world model for them, and
-``create_world_model`` says so when asked to build one.
+The experimental families (``JEPABaseConfig``, ``VJEPA2Config``, ``TokenWorldModelConfig``,
+``DiffusionWorldModelConfig``) subclass :mod:`worldflux_jax.experimental_config` the same way. The
+``*SkeletonConfig`` classes (placeholders in the reference) are configuration objects only: they hold
+their fields, and ``create_world_model`` says which families it can build instead.
 
 ``CONFIG_REGISTRY`` maps a ``model_type`` (as written in ``config.json``) to its config class; it is what
 ``WorldModelConfig.load`` and the factory use to pick the class.
@@ -35,6 +35,7 @@ from typing import Any, ClassVar, TypeVar, Union
 import numpy as np
 
 from worldflux_jax import config as _core
+from worldflux_jax import experimental_config as _xc
 from worldflux_jax.config import DynamicsType, LatentType
 from worldflux_jax.errors import ConfigurationError
 
@@ -75,8 +76,8 @@ _FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "decoder_type": ("cnn", "mlp"),
     "training_tier": ("compatibility", "reference", "proof"),
     "objective": ("reference", "symlog"),
-    "prediction_target": ("noise", "x0", "v"),
-    "action_conditioner": ("none", "adaln", "adagn"),
+    "prediction_target": _xc.PREDICTION_TARGETS,
+    "action_conditioner": _xc.ACTION_CONDITIONERS,
 }
 
 
@@ -604,128 +605,46 @@ class TDMPC2Config(WorldModelConfig, _core.TDMPC2Config):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Other families: configuration objects only (no world model in worldflux-jax).
+# Experimental families (reference §2.4): the core classes of worldflux_jax.experimental_config.
 # ---------------------------------------------------------------------------------------------------
-def _require(config: WorldModelConfig, ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigurationError(message, config_name=config.model_name)
+class JEPABaseConfig(WorldModelConfig, _xc.JEPABaseConfig):
+    """JEPA (joint-embedding predictive architecture) configuration; experimental.
 
+    Presets via ``JEPABaseConfig.from_size(size, **overrides)``: ``ci`` (tiny widths) and ``base`` (the
+    reference defaults: encoder/predictor/projection dims 512, 6 layers, 8 heads).
 
-def _require_positive_ints(config: WorldModelConfig, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-        _require(config, ok, f"{name} must be a positive int, got {value!r}")
-
-
-def _require_unit_interval(config: WorldModelConfig, name: str, *, closed_high: bool = False) -> None:
-    value = getattr(config, name)
-    high_ok = value <= 1.0 if closed_high else value < 1.0
-    interval = "[0, 1]" if closed_high else "[0, 1)"
-    _require(config, _is_number(value) and value >= 0.0 and high_ok, f"{name} must be in {interval}, got {value!r}")
-
-
-def _require_choice(config: WorldModelConfig, name: str) -> None:
-    value = getattr(config, name)
-    choices = _FIELD_CHOICES[name]
-    _require(config, value in choices, f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-@dataclasses.dataclass(repr=False)
-class JEPABaseConfig(WorldModelConfig):
-    """JEPA (joint-embedding predictive architecture) configuration; experimental, config only here."""
-
-    model_type: str = "jepa"
-    encoder_dim: int = 512
-    predictor_dim: int = 512
-    projection_dim: int = 512
-    num_layers: int = 6
-    num_heads: int = 8
-    dropout: float = 0.0
-
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"base": {}}
-
-    def _validate(self) -> None:
-        super()._validate()
-        _require_positive_ints(self, "encoder_dim", "predictor_dim", "projection_dim", "num_layers", "num_heads")
-        _require_unit_interval(self, "dropout")
-
-
-@dataclasses.dataclass(repr=False)
-class VJEPA2Config(JEPABaseConfig):
-    """V-JEPA 2 (video JEPA) configuration; experimental, config only here.
-
-    Presets: ``ci`` and ``tiny`` (small widths for tests) and ``base`` (the class defaults).
+    Example:
+        >>> JEPABaseConfig.from_size("ci", obs_shape=(8,), action_dim=2)
+        JEPABaseConfig(model='ci', obs_shape=(8,), action_dim=2, hidden_dim=32)
     """
 
-    model_type: str = "vjepa2"
-    mask_ratio: float = 0.5
-    temporal_window: int = 8
 
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "ci": dict(encoder_dim=32, predictor_dim=32, projection_dim=32, num_layers=1, num_heads=2, temporal_window=2),
-        "tiny": dict(
-            encoder_dim=128, predictor_dim=128, projection_dim=128, num_layers=2, num_heads=4, temporal_window=4
-        ),
-        "base": {},
-    }
+class VJEPA2Config(JEPABaseConfig, _xc.VJEPA2Config):
+    """V-JEPA 2 (video JEPA) configuration; experimental.
 
-    def _validate(self) -> None:
-        super()._validate()
-        _require_unit_interval(self, "mask_ratio")
-        _require_positive_ints(self, "temporal_window")
+    Presets: ``ci`` and ``tiny`` (small widths for tests) and ``base`` (the class defaults; ``mask_ratio``
+    0.5, ``temporal_window`` 8).
+    """
 
 
-@dataclasses.dataclass(repr=False)
-class TokenWorldModelConfig(WorldModelConfig):
-    """Discrete-token (transformer) world model configuration; experimental, config only here."""
+class TokenWorldModelConfig(WorldModelConfig, _xc.TokenWorldModelConfig):
+    """Discrete-token (causal transformer) world model configuration; experimental.
 
-    model_type: str = "token"
-    vocab_size: int = 1024
-    token_dim: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    dropout: float = 0.1
-
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"base": {}}
-
-    def _validate(self) -> None:
-        super()._validate()
-        _require_positive_ints(self, "vocab_size", "token_dim", "num_layers", "num_heads")
-        _require(
-            self,
-            self.token_dim % self.num_heads == 0,
-            f"token_dim ({self.token_dim}) must be divisible by num_heads ({self.num_heads})",
-        )
-        _require_unit_interval(self, "dropout")
+    Presets: ``ci`` (tiny) and ``base`` (vocab_size 1024, token_dim 256, 4 layers, 4 heads, dropout 0.1).
+    """
 
 
-@dataclasses.dataclass(repr=False)
-class DiffusionWorldModelConfig(WorldModelConfig):
-    """Diffusion world model configuration; experimental, config only here."""
+class DiffusionWorldModelConfig(WorldModelConfig, _xc.DiffusionWorldModelConfig):
+    """Diffusion world model configuration; experimental.
 
-    model_type: str = "diffusion"
-    diffusion_steps: int = 4
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    prediction_target: str = "noise"
-    action_conditioner: str = "none"
-
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"base": {}}
-
-    def _validate(self) -> None:
-        super()._validate()
-        _require_positive_ints(self, "diffusion_steps")
-        _require(
-            self,
-            _is_number(self.beta_start) and _is_number(self.beta_end) and 0.0 < self.beta_start < self.beta_end < 1.0,
-            f"beta_start and beta_end must satisfy 0 < beta_start < beta_end < 1, "
-            f"got {self.beta_start!r} and {self.beta_end!r}",
-        )
-        _require_choice(self, "prediction_target")
-        _require_choice(self, "action_conditioner")
+    Presets: ``ci`` (hidden_dim 64) and ``base`` (diffusion_steps 4, beta 1e-4..0.02, prediction_target
+    "noise", action_conditioner "none").
+    """
 
 
+# ---------------------------------------------------------------------------------------------------
+# Skeleton families: placeholders in the reference; configuration objects only (see docs/decisions.md).
+# ---------------------------------------------------------------------------------------------------
 @dataclasses.dataclass(repr=False)
 class DiTSkeletonConfig(WorldModelConfig):
     """DiT (diffusion transformer) skeleton configuration; internal, config only here."""

@@ -24,7 +24,7 @@ from .spec import (
     StateSpec,
 )
 
-__all__ = ["action_spec_from_config", "dreamer_io_contract", "tdmpc2_io_contract"]
+__all__ = ["action_spec_from_config", "dreamer_io_contract", "family_io_contract", "tdmpc2_io_contract"]
 
 # Shared sequence layout of both reference families: batch-major, time second.
 _SEQUENCE_AXES: dict[str, str] = {
@@ -140,4 +140,32 @@ def tdmpc2_io_contract(
         sequence_layout=SequenceLayout(axes_by_field=dict(_SEQUENCE_AXES)),
         required_batch_keys=("obs", "actions", "rewards"),
         required_state_keys=("latent",),
+    )
+
+
+def family_io_contract(
+    obs_shape: Sequence[int],
+    action_spec: Mapping[str, Any],
+    state_shapes: Mapping[str, Sequence[int]],
+    prediction_shapes: Mapping[str, Sequence[int]],
+) -> ModelIOContract:
+    """Contract of an experimental family (JEPA, V-JEPA 2, token, diffusion): obs modality "obs" (image for
+    3-D shapes, video for 4-D, else vector); the given state tensors (all required) and predictions (an
+    ``"obs"`` prediction has the observation's kind); batch layout "BT..."/"BT"; required batch keys obs,
+    actions, rewards (terminations optional); no condition extras."""
+    obs = _shape(obs_shape)
+    obs_kind = {3: ModalityKind.IMAGE, 4: ModalityKind.VIDEO}.get(len(obs), ModalityKind.VECTOR)
+
+    def spec(name: str, shape: Sequence[int]) -> ModalitySpec:
+        return ModalitySpec(kind=obs_kind if name == "obs" else ModalityKind.VECTOR, shape=_shape(shape))
+
+    return ModelIOContract(
+        observation_spec=ObservationSpec(modalities={"obs": ModalitySpec(kind=obs_kind, shape=obs)}),
+        action_spec=action_spec_from_config(action_spec),
+        state_spec=StateSpec(tensors={k: spec(k, v) for k, v in state_shapes.items()}),
+        prediction_spec=PredictionSpec(tensors={k: spec(k, v) for k, v in prediction_shapes.items()}),
+        condition_spec=ConditionSpec(allowed_extra_keys=()),
+        sequence_layout=SequenceLayout(axes_by_field=dict(_SEQUENCE_AXES)),
+        required_batch_keys=("obs", "actions", "rewards"),
+        required_state_keys=tuple(state_shapes),
     )

@@ -98,7 +98,8 @@ _ROLLOUT_MODE_MESSAGE = (
     "Use planner strategies for re-planning/tree-search."
 )
 # Where the bundled model classes live (imported on first use by `from_pretrained`).
-_BUNDLED_MODELS = {"dreamer": "worldflux.models.dreamer", "tdmpc2": "worldflux.models.tdmpc2"}
+from worldflux.models.registry import BUILTIN_MODEL_MODULES as _BUNDLED_MODELS  # noqa: E402, I001 - one table
+
 # Names that moved to `worldflux.core.jax_model` with the JAX machinery (still importable from here).
 _MOVED_TO_JAX_MODEL = frozenset({"JaxWorldModel", "loss_scalars", "resolve_jax_device"})
 _SEQUENCE_LAYOUT = {

@@ -104,7 +104,9 @@ class WorldModelRegistry:
 
     @classmethod
     def list_models(cls) -> dict[str, type]:
-        for family in ("dreamer", "tdmpc2"):
+        from worldflux.models.registry import BUILTIN_MODEL_MODULES
+
+        for family in BUILTIN_MODEL_MODULES:
             _model_class(family)
         return dict(cls._model_registry)
 

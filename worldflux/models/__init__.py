@@ -9,11 +9,27 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["DreamerV3WorldModel", "TDMPC2WorldModel"]
+__all__ = [
+    "DiffusionWorldModel",
+    "DreamerV3WorldModel",
+    "JEPABaseWorldModel",
+    "TDMPC2WorldModel",
+    "TokenWorldModel",
+    "VJEPA2WorldModel",
+]
 
 _EXPORTS = {
     "DreamerV3WorldModel": "worldflux.models.dreamer",
     "TDMPC2WorldModel": "worldflux.models.tdmpc2",
+    "JEPABaseWorldModel": "worldflux.models.experimental",
+    "VJEPA2WorldModel": "worldflux.models.experimental",
+    "TokenWorldModel": "worldflux.models.experimental",
+    "DiffusionWorldModel": "worldflux.models.experimental",
+    "DiTSkeletonWorldModel": "worldflux.models.skeletons",
+    "SSMSkeletonWorldModel": "worldflux.models.skeletons",
+    "Renderer3DSkeletonWorldModel": "worldflux.models.skeletons",
+    "PhysicsSkeletonWorldModel": "worldflux.models.skeletons",
+    "GANSkeletonWorldModel": "worldflux.models.skeletons",
 }
 
 

@@ -37,11 +37,13 @@ __all__ = [
     "CONFIG_ONLY_FAMILIES",
     "MODEL_BUILDERS",
     "PRETRAINED_LOADERS",
+    "SKELETON_ALTERNATIVES",
     "build_from_pretrained",
     "build_model",
     "register_model",
     "register_pretrained_loader",
     "registered_model_types",
+    "skeleton_error",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,11 +56,21 @@ PRETRAINED_LOADERS: dict[str, Callable[..., Any]] = {}
 BUILTIN_MODEL_MODULES: dict[str, str] = {
     "dreamer": "worldflux.models.dreamer",
     "tdmpc2": "worldflux.models.tdmpc2",
+    "jepa": "worldflux.models.experimental",
+    "vjepa2": "worldflux.models.experimental",
+    "token": "worldflux.models.experimental",
+    "diffusion": "worldflux.models.experimental",
 }
-# Families that worldflux-jax offers as configurations only (no world model implementation).
-CONFIG_ONLY_FAMILIES: frozenset[str] = frozenset(
-    {"jepa", "vjepa2", "token", "diffusion", "dit", "ssm", "renderer3d", "physics", "gan"}
-)
+# The reference's skeleton families: placeholders there, configuration objects only here (docs/decisions.md).
+CONFIG_ONLY_FAMILIES: frozenset[str] = frozenset({"dit", "ssm", "renderer3d", "physics", "gan"})
+# For each skeleton family, the buildable families closest to what its name describes.
+SKELETON_ALTERNATIVES: dict[str, tuple[str, ...]] = {
+    "dit": ("diffusion", "token"),
+    "ssm": ("dreamer", "tdmpc2"),
+    "renderer3d": ("dreamer", "diffusion"),
+    "physics": ("tdmpc2", "dreamer"),
+    "gan": ("diffusion", "dreamer"),
+}
 
 
 def _register(table: dict[str, Callable[..., Any]], what: str, model_type: str) -> Callable[[F], F]:
@@ -121,12 +133,21 @@ def _lookup(table: dict[str, Callable[..., Any]], model_type: str, what: str, su
         return fn
     registered = sorted(table)
     if model_type in CONFIG_ONLY_FAMILIES:
-        raise ConfigurationError(
-            f"Model type '{model_type}' is available as a configuration only: worldflux-jax has no "
-            f"'{model_type}' world model. Buildable model types: {registered}."
-        )
+        raise skeleton_error(model_type)
     raise ConfigurationError(
         f"No {what} is registered for model_type '{model_type}' ({subject}). Registered model types: {registered}."
+    )
+
+
+def skeleton_error(model_type: str) -> ConfigurationError:
+    """The error for building a skeleton family: what it is, and which families to use instead."""
+    closest = SKELETON_ALTERNATIVES.get(model_type, ())
+    buildable = sorted(k for k in BUILTIN_MODEL_MODULES)
+    return ConfigurationError(
+        f"Model type '{model_type}' is a skeleton family (a placeholder without an implementation in WorldFlux), "
+        f"available as a configuration only: worldflux-jax builds no '{model_type}' world model. "
+        f"Closest buildable families: {list(closest)}; all buildable model types: {buildable} "
+        f"(e.g. create_world_model('{closest[0] if closest else 'dreamer'}:ci', obs_shape=..., action_dim=...))."
     )
 
 
