@@ -21,11 +21,13 @@ Online hooks of CONTRACTS §5 (``on_phase_change``, ``on_episode_end``, ``on_eva
 ``on_imagination``) are called on every callback that defines them; ordinary trainer hooks reach the
 callbacks through the Trainer (``on_train_begin`` once at the start and ``on_train_end`` once at the end).
 
-Resume: ``output_dir/online_checkpoint/`` (written after an update phase whenever ``global_step`` crosses a
-multiple of ``config.save_interval``, and at the end) holds the trainer checkpoint, the replay buffer with its
-episode index, the episode log and the env-step counter. ``resume_from=<that directory>`` continues from it;
-episodes in progress at save time are not part of it (the envs restart), so a resumed run equals an
-uninterrupted one only when the save fell on episode boundaries.
+Resume: ``output_dir/online_checkpoint/`` (``worldflux.training.online_checkpoint``; written after an update phase
+and its evaluation whenever ``global_step`` crosses a multiple of ``config.save_interval``, and at the end) holds
+the trainer checkpoint, the replay buffer with its episode index, the logs, the env-step counter and the loop in
+flight (observations, episodes in progress, agent states and key counters, and a JSON snapshot of the
+environments). ``resume_from=<that directory>`` continues from it; on CPU with the same seed the resumed run
+equals the uninterrupted one. Environments that cannot be snapshotted restart instead (episodes in progress are
+dropped).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ import numpy as np
 from worldflux.agents import make_agent
 from worldflux.core.exceptions import ConfigurationError
 
+from . import online_checkpoint
 from .callbacks import Callback
 from .config import TrainingConfig
 from .data import ReplayBuffer
@@ -51,7 +53,7 @@ from .trainer import Trainer
 
 __all__ = ["OnlineResult", "train_online"]
 
-ONLINE_CHECKPOINT = "online_checkpoint"
+ONLINE_CHECKPOINT = online_checkpoint.ONLINE_CHECKPOINT
 logger = logging.getLogger("worldflux.training")
 PHASES = ("collecting", "training", "evaluating", "done")
 
@@ -218,17 +220,37 @@ def train_online(
     result = OnlineResult(model=model, buffer=buffer, output_dir=config.output_dir, episodes_path=episodes_path)
     episode_table: list[tuple[int, int, bool]] = []  # (logical start row, length, terminated)
 
+    saved: dict[str, Any] | None = None
     if resume_from:
-        _load_online(resume_from, trainer, buffer, result, episode_table)
+        saved = online_checkpoint.load(resume_from, trainer, buffer, result, episode_table)
     else:
         open(episodes_path, "w").close()
-    adapter_steps_seed = seed + result.env_steps
-    obs = adapter.reset(seed=adapter_steps_seed)
+    obs = adapter.reset(seed=seed + result.env_steps)
     first = np.ones(num_envs, bool)
     agent_state: Any = None
     random_state: Any = None
     acting_random = result.env_steps < warmup_transitions
     partial = _Episodes(num_envs)
+    flight = None if saved is None else online_checkpoint.restore_loop(saved, adapter, agent, explorer)
+    if flight is not None:  # continue the episodes in progress exactly where the save left them
+        obs, first, agent_state, random_state = flight.obs, flight.first, flight.agent_state, flight.random_state
+        acting_random = flight.acting_random
+        partial.rows, partial.incoming = flight.rows, flight.incoming
+        agent._calls, explorer._calls = flight.agent_calls, flight.explorer_calls  # noqa: SLF001 - key streams
+
+    def in_flight() -> online_checkpoint.Loop:
+        return online_checkpoint.Loop(
+            obs,
+            first,
+            partial.rows,
+            partial.incoming,
+            agent_state,
+            random_state,
+            acting_random,
+            agent._calls,
+            explorer._calls,  # noqa: SLF001
+        )
+
     frame_every = min((int(getattr(cb, "frame_every", 1) or 1) for cb in wants_frames), default=1)
     next_eval = None if eval_every is None else (result.env_steps // eval_every + 1) * eval_every
     next_save = (trainer.state.global_step // config.save_interval + 1) * config.save_interval
@@ -287,9 +309,6 @@ def train_online(
                 loss = trainer.state.metrics.get("loss") if trainer.state.metrics else None
                 if loss is not None:
                     progress.set_postfix(ret=_last(result.episode_returns), loss=f"{float(loss):.3f}", refresh=False)
-                if trainer.state.global_step >= next_save:
-                    next_save = (trainer.state.global_step // config.save_interval + 1) * config.save_interval
-                    _save_online(config.output_dir, trainer, buffer, result, episode_table)
                 _notify(user_callbacks, "on_phase_change", "collecting")
             if next_eval is not None and result.env_steps >= next_eval:
                 next_eval = (result.env_steps // eval_every + 1) * eval_every
@@ -306,13 +325,16 @@ def train_online(
                     agent_kwargs,
                 )
                 _notify(user_callbacks, "on_phase_change", "collecting")
+            if trainer.state.global_step >= next_save:  # after evaluation: a resumed run repeats nothing
+                next_save = (trainer.state.global_step // config.save_interval + 1) * config.save_interval
+                online_checkpoint.save(config.output_dir, trainer, buffer, result, episode_table, in_flight(), adapter)
+        result.updates = trainer.state.global_step
+        if result.updates:
+            trainer.save_checkpoint(os.path.join(config.output_dir, "checkpoint_final.pt"))
+        online_checkpoint.save(config.output_dir, trainer, buffer, result, episode_table, in_flight(), adapter)
     finally:
         progress.close()
         adapter.close()
-    result.updates = trainer.state.global_step
-    if result.updates:
-        trainer.save_checkpoint(os.path.join(config.output_dir, "checkpoint_final.pt"))
-    _save_online(config.output_dir, trainer, buffer, result, episode_table)
     _notify(user_callbacks, "on_train_end", trainer)
     _notify(user_callbacks, "on_phase_change", "done")
     result.wall_time_sec = time.time() - started
@@ -430,82 +452,3 @@ def _imagination(model: Any, real: np.ndarray, actions: np.ndarray) -> dict[str,
     if imagined_arr.shape[1:] != real.shape[1:]:
         imagined_arr = imagined_arr.reshape(len(imagined), -1)
     return {"real": real, "imagined": imagined_arr}
-
-
-# ---------------------------------------------------------------------------------------------- resume
-
-
-def _beside(path: str) -> str:
-    """The online checkpoint directory next to a trainer checkpoint `path` (a file or an orbax directory)."""
-    return os.path.join(os.path.dirname(os.path.normpath(path)), ONLINE_CHECKPOINT)
-
-
-def _save_online(
-    output_dir: str, trainer: Trainer, buffer: ReplayBuffer, result: OnlineResult, table: list[tuple[int, int, bool]]
-) -> None:
-    """Write ``output_dir/online_checkpoint/`` (trainer checkpoint, buffer, episode index, counters) atomically."""
-    final = os.path.join(output_dir, ONLINE_CHECKPOINT)
-    tmp = final + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    trainer.save_checkpoint(os.path.join(tmp, "trainer"))
-    buffer.save(os.path.join(tmp, "replay.npz"))
-    oldest = buffer._total - len(buffer)  # noqa: SLF001 - episodes still stored
-    kept = [(s - oldest, n, t) for s, n, t in table if s >= oldest]
-    state = {
-        "env_steps": result.env_steps,
-        "updates": trainer.state.global_step,
-        "episode_returns": result.episode_returns,
-        "episode_lengths": result.episode_lengths,
-        "eval_returns": result.eval_returns,
-        "eval_history": result.eval_history,
-        "episodes": kept,
-    }
-    with open(os.path.join(tmp, "online_state.json"), "w") as f:
-        json.dump(state, f)
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-
-
-def _load_online(
-    path: str, trainer: Trainer, buffer: ReplayBuffer, result: OnlineResult, table: list[tuple[int, int, bool]]
-) -> None:
-    if os.path.basename(os.path.normpath(path)) != ONLINE_CHECKPOINT and os.path.isdir(
-        os.path.join(path, ONLINE_CHECKPOINT)
-    ):
-        path = os.path.join(path, ONLINE_CHECKPOINT)
-    elif os.path.exists(path) and os.path.isdir(_beside(path)):
-        # A Trainer checkpoint of an online run: the run's collection state (buffer, env steps) is kept beside
-        # it, written at the same save points, so resume from that complete state.
-        online = _beside(path)
-        logger.warning("resume_from=%s is a trainer checkpoint of an online run; resuming from %s", path, online)
-        path = online
-    state_path = os.path.join(path, "online_state.json")
-    if not os.path.isfile(state_path):
-        raise ConfigurationError(f"resume_from={path!r} is not an online checkpoint (no online_state.json)")
-    with open(state_path) as f:
-        state = json.load(f)
-    trainer.load_checkpoint(os.path.join(path, "trainer"))
-    with np.load(os.path.join(path, "replay.npz")) as saved:
-        obs, actions, rewards, dones = saved["obs"], saved["actions"], saved["rewards"], saved["dones"]
-    for start, length, terminated in state["episodes"]:
-        sl = slice(start, start + length)
-        table.append((buffer._total, length, bool(terminated)))  # noqa: SLF001
-        buffer.add_episode(obs[sl], actions[sl], rewards[sl], dones[sl])
-    result.env_steps = int(state["env_steps"])
-    result.updates = int(state["updates"])
-    result.episode_returns = [float(x) for x in state["episode_returns"]]
-    result.episode_lengths = [int(x) for x in state["episode_lengths"]]
-    result.eval_returns = [float(x) for x in state["eval_returns"]]
-    result.eval_history = list(state["eval_history"])
-    # The log keeps the episodes the checkpoint knows of (later ones are collected again).
-    lines: list[str] = []
-    if os.path.isfile(result.episodes_path):
-        with open(result.episodes_path) as f:
-            lines = f.readlines()[: len(result.episode_returns)]
-    if len(lines) != len(result.episode_returns):
-        pairs = zip(result.episode_returns, result.episode_lengths, strict=True)
-        lines = [json.dumps({"index": i, "return": r, "length": n}) + "\n" for i, (r, n) in enumerate(pairs)]
-    with open(result.episodes_path, "w") as f:
-        f.writelines(lines)
