@@ -46,11 +46,17 @@ from typing import Any
 
 __all__ = [
     "Callback",
+    "CallbackAdapter",
     "CallbackList",
     "CheckpointCallback",
+    "DiagnosisCallback",
     "EarlyStoppingCallback",
+    "EvalCallback",
+    "HeartbeatCallback",
     "LoggingCallback",
     "ProgressCallback",
+    "TrainingReportCallback",
+    "default_callbacks",
 ]
 
 logger = logging.getLogger("worldflux.training")
@@ -633,3 +639,26 @@ class ProgressCallback(Callback):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def default_callbacks(config: Any) -> list[Any]:
+    """The callbacks every local ``Trainer`` starts with: ``LoggingCallback(config.log_interval)``,
+    ``CheckpointCallback(config.save_interval, config.output_dir)`` and, with ``config.profile``, an enabled
+    ``PerformanceMonitor`` (step time and throughput, summary logged at train end)."""
+    from .profiling import PerformanceMonitor
+
+    callbacks: list[Any] = [
+        LoggingCallback(log_interval=config.log_interval),
+        CheckpointCallback(save_interval=config.save_interval, output_dir=config.output_dir),
+    ]
+    if getattr(config, "profile", False):
+        callbacks.append(PerformanceMonitor(enabled=True))
+    return callbacks
+
+
+# The monitoring, report, evaluation and event-bus callbacks live in their own modules (one concept each) and
+# are importable from here too, as in the reference.
+from .eval_callback import EvalCallback  # noqa: E402
+from .event_callbacks import CallbackAdapter  # noqa: E402
+from .monitor_callbacks import DiagnosisCallback, HeartbeatCallback  # noqa: E402
+from .report_callback import TrainingReportCallback  # noqa: E402
