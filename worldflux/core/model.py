@@ -65,6 +65,7 @@ from .payloads import (
     normalize_planned_action,
     validate_action_payload_against_union,
 )
+from .rollout import open_loop_rollout
 from .spec import (
     ActionSpec,
     Capability,
@@ -743,26 +744,7 @@ class WorldModel(nn.Module, ABC):
                 self, initial_state, tensor, conditions=condition_payload, deterministic=deterministic,
                 mode="autoregressive",
             )
-        steps = _action_steps(actions)
-        states, rewards, continues = [initial_state], [], []
-        state = initial_state
-        for action_t in steps:
-            state = self.transition(state, action_t, conditions=condition_payload, deterministic=deterministic)
-            states.append(state)
-            predictions = self.decode(state, conditions=condition_payload).predictions
-            if "reward" in predictions:
-                rewards.append(predictions["reward"])
-            if "continue" in predictions:
-                continues.append(predictions["continue"])
-        tensor = actions.tensor if isinstance(actions, ActionSequence) else actions
-        if tensor is None:
-            tensor = torch.zeros(len(steps), initial_state.batch_size, 0, device=initial_state.device)
-        return Trajectory(
-            states=states,
-            actions=tensor,
-            rewards=torch.stack(rewards, 0).squeeze(-1) if rewards else None,
-            continues=torch.stack(continues, 0).squeeze(-1) if continues else None,
-        )
+        return open_loop_rollout(self, initial_state, actions, condition_payload, deterministic)
 
     @abstractmethod
     def loss(self, batch: Batch) -> LossOutput:
@@ -917,20 +899,3 @@ def _from_hub(repo: str, **kwargs: Any) -> WorldModel:
         **{k: kwargs[k] for k in hub_keys if k in kwargs},
     )
     return load_pretrained_directory(local)
-
-
-def _action_steps(action_sequence: Any) -> list[Any]:
-    """The per-step actions of a rollout input: rows of a ``[T, B, A]`` tensor or of an ``ActionSequence``'s
-    tensor, its payloads, or nothing (None / an empty sequence)."""
-    if action_sequence is None:
-        return []
-    if isinstance(action_sequence, ActionSequence):
-        if action_sequence.tensor is not None:
-            return list(action_sequence.tensor.unbind(0))
-        return list(action_sequence.payloads or [])
-    if not hasattr(action_sequence, "shape"):
-        raise TypeError(
-            "action_sequence must be a tensor [T, B, A], an ActionSequence, an ActionPayload or None, "
-            f"got {type(action_sequence).__name__}"
-        )
-    return list(action_sequence.unbind(0)) if isinstance(action_sequence, Tensor) else list(action_sequence)

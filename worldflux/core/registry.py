@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 from .config import CONFIG_REGISTRY, FAMILY_ALIASES, WorldModelConfig, config_from_id, register_config
 from .exceptions import ConfigurationError
 from .model import WorldModel, _model_class
+from .plugins import ENTRY_POINT_GROUP, PluginManifest, discover_plugins, plugin_registry, register_plugin
 
-__all__ = ["AutoConfig", "AutoWorldModel", "ConfigRegistry", "WorldModelRegistry"]
+__all__ = ["AutoConfig", "AutoWorldModel", "ConfigRegistry", "PluginManifest", "WorldModelRegistry"]
 
 M = TypeVar("M", bound=type)
 
@@ -111,6 +112,22 @@ class WorldModelRegistry:
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> WorldModel:
         return WorldModel.from_pretrained(cls.resolve_alias(str(name_or_path)), **kwargs)
+
+    # plugins (``worldflux.core.plugins``)
+    @classmethod
+    def register_plugin(cls, manifest: PluginManifest, *, load: bool = True, replace: bool = False) -> PluginManifest:
+        """Register a plugin's manifest (loading its entry point first); see ``worldflux.core.plugins``."""
+        return register_plugin(manifest, load=load, replace=replace)
+
+    @classmethod
+    def load_plugins(cls, group: str = ENTRY_POINT_GROUP) -> list[PluginManifest]:
+        """Discover and register the installed plugins of the entry-point `group`."""
+        return discover_plugins(group)
+
+    @classmethod
+    def list_plugins(cls) -> dict[str, PluginManifest]:
+        """Registered plugin manifests by name."""
+        return plugin_registry()
 
 
 class AutoWorldModel:
