@@ -121,7 +121,7 @@ _EXPORTS: dict[str, str] = {
 # Deprecated top-level names: name -> "module:attribute" (importable with a DeprecationWarning).
 _DEPRECATED: dict[str, str] = {
     "PluginManifest": "worldflux.core.registry:PluginManifest",
-    "RolloutEngine": "worldflux.core.rollout:RolloutEngine",
+    "RolloutEngine": "worldflux.core.interfaces:RolloutEngine",
     "first_action": "worldflux.core.payloads:first_action",
     "is_namespaced_extra_key": "worldflux.core.payloads:is_namespaced_extra_key",
     "DiTSkeletonConfig": f"{_CONFIG}:DiTSkeletonConfig",

@@ -17,15 +17,16 @@ import torch
 
 import worldflux
 from worldflux.core import ConfigurationError, PluginManifest, State
+from worldflux.core.interfaces import RolloutEngine, RolloutExecutor
 from worldflux.core.registry import WorldModelRegistry
-from worldflux.core.rollout import RolloutEngine
+from worldflux.core.rollout import TransitionDecodeRollout
 
 # ---------------------------------------------------------------------------------------------- names
 
 
 def test_deprecated_top_level_names_warn_with_the_full_path():
     for name, path in (("PluginManifest", "worldflux.core.registry.PluginManifest"),
-                       ("RolloutEngine", "worldflux.core.rollout.RolloutEngine")):
+                       ("RolloutEngine", "worldflux.core.interfaces.RolloutEngine")):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             value = getattr(worldflux, name)
@@ -52,71 +53,80 @@ def test_fsdp_trainer_is_only_in_distributed_and_refuses_with_a_pointer():
 # ---------------------------------------------------------------------------------------------- plugins
 
 
-@pytest.fixture(autouse=True)
-def _restore_registries():
-    """Plugins registered by a test are removed afterwards (the registries are process-wide)."""
-    from worldflux.core import plugins
+class _EntryPoint:
+    def __init__(self, name: str, group: str, loader) -> None:
+        self.name, self.group, self._loader = name, group, loader
 
-    registered = dict(plugins._PLUGINS)
-    yield
-    for model_type in ("plugin_model_a", "plugin_model_b"):
-        WorldModelRegistry.unregister(model_type)
-    plugins._PLUGINS.clear()
-    plugins._PLUGINS.update(registered)
+    def load(self):
+        return self._loader
 
 
-def _write_plugin_module(tmp_path, name: str, model_type: str) -> None:
-    (tmp_path / f"{name}.py").write_text(
-        "import torch\n"
-        "from worldflux.core.model import WorldModel\n"
-        "from worldflux.core.output import LossOutput\n"
-        "CALLS = []\n"
-        "def register():\n"
-        "    class PluginModel(WorldModel):\n"
-        f"        model_type = {model_type!r}\n"
-        "        def loss(self, batch):\n"
-        "            return LossOutput(loss=torch.zeros(()))\n"
-        "    CALLS.append(PluginModel)\n"
-        "def manifest():\n"
-        "    register()\n"
-        "    from worldflux.core.plugins import PluginManifest\n"
-        f"    return PluginManifest(name={name!r}, version='2.0', model_types=({model_type!r},))\n"
-    )
+class _EntryPoints(list):
+    def select(self, *, group: str):
+        return [e for e in self if e.group == group]
 
 
-def test_plugin_manifest_registration(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
-    _write_plugin_module(tmp_path, "wf_plugin_a", "plugin_model_a")
-    manifest = PluginManifest(name="wf_plugin_a", version="1.0", model_types=("plugin_model_a",),
-                              entry_point="wf_plugin_a:register")
-    assert WorldModelRegistry.register_plugin(manifest) is manifest
-    assert WorldModelRegistry.list_plugins()["wf_plugin_a"] == manifest
-    assert "plugin_model_a" in WorldModelRegistry.list_models()
-    assert PluginManifest.from_dict(manifest.to_dict()) == manifest
-    with pytest.raises(ConfigurationError, match="already registered"):
-        WorldModelRegistry.register_plugin(PluginManifest(name="wf_plugin_a", version="9"))
-    with pytest.raises(ConfigurationError, match=r"model types \['ghost'\] that are not registered"):
-        WorldModelRegistry.register_plugin(PluginManifest(name="ghosts", version="1", model_types=("ghost",)))
-    with pytest.raises(ConfigurationError, match="needs worldflux >= 99.0"):
-        WorldModelRegistry.register_plugin(PluginManifest(name="future", version="1", min_worldflux_version="99.0"))
-    with pytest.raises(ConfigurationError, match="Cannot import"):
-        WorldModelRegistry.register_plugin(PluginManifest(name="broken", version="1", entry_point="no_such_mod:x"))
-    with pytest.raises(ConfigurationError, match="name"):
-        PluginManifest(name="", version="1")
-    with pytest.raises(ConfigurationError, match="Unknown PluginManifest field"):
-        PluginManifest.from_dict({"name": "x", "version": "1", "colour": "red"})
+def test_plugin_manifest_registration_and_version_ranges():
+    from worldflux.core.plugins import version_matches
+
+    assert PluginManifest() == PluginManifest("0.x-experimental", ">=0.1.0,<0.2.0", (), True)
+    WorldModelRegistry.register_plugin_manifest("acme", {"capabilities": ["x"], "worldflux_version_range": ">=0.1"})
+    try:
+        assert WorldModelRegistry.list_plugin_manifests()["acme"].capabilities == ("x",)
+    finally:
+        assert WorldModelRegistry.unregister_plugin_manifest("acme")
+    with pytest.raises(ConfigurationError, match="EXPERIMENTAL_PLUGIN_INCOMPATIBLE"):
+        WorldModelRegistry.register_plugin_manifest("old", PluginManifest(worldflux_version_range="<0.0.1"))
+    with pytest.raises(ConfigurationError, match="experimental-only"):
+        WorldModelRegistry.register_plugin_manifest("stable", PluginManifest(experimental=False))
+    with pytest.raises(ConfigurationError, match="Invalid plugin worldflux_version_range"):
+        WorldModelRegistry.register_plugin_manifest("bad", PluginManifest(worldflux_version_range="about 1"))
+    assert "old" not in WorldModelRegistry.list_plugin_manifests()
+    assert version_matches(">=0.1.0,<0.2.0", "0.1.1.dev0") and not version_matches(">=0.1.0,<0.2.0", "0.2")
+    assert version_matches("~=0.1.2", "0.1.9") and not version_matches("~=0.1.2", "0.2.0")
+    assert version_matches("==0.1.*", "0.1.7") and version_matches("!=0.1.3", "0.1.4")
 
 
-def test_plugins_are_discovered_from_entry_points(tmp_path, monkeypatch):
-    _write_plugin_module(tmp_path, "wf_plugin_b", "plugin_model_b")
-    dist = tmp_path / "wf_plugin_b-2.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: wf-plugin-b\nVersion: 2.0\n")
-    (dist / "entry_points.txt").write_text("[worldflux.plugins]\nwf_plugin_b = wf_plugin_b:manifest\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    found = WorldModelRegistry.load_plugins()
-    assert [m.name for m in found] == ["wf_plugin_b"] and found[0].version == "2.0"
-    assert "plugin_model_b" in WorldModelRegistry.list_models()
+def test_entry_point_plugins_register_models_and_manifests(monkeypatch):
+    import torch
+
+    from worldflux.core.model import WorldModel
+    from worldflux.core.output import LossOutput
+
+    def register_models():
+        class PluginModel(WorldModel):
+            model_type = "plugin_model_a"
+
+            def loss(self, batch):
+                return LossOutput(loss=torch.zeros(()))
+
+        WorldModelRegistry.register_alias("plugin-a", "plugin_model_a:base")
+        return {"capabilities": ["models"]}
+
+    entries = _EntryPoints([_EntryPoint("acme_models", "worldflux.models", register_models),
+                            _EntryPoint("acme_components", "worldflux.components", lambda: None)])
+    monkeypatch.setattr("worldflux.core.registry.importlib_metadata.entry_points", lambda: entries)
+    try:
+        WorldModelRegistry.load_entrypoint_plugins(force=True)
+        assert "plugin_model_a" in WorldModelRegistry.list_models()
+        manifests = WorldModelRegistry.list_plugin_manifests()
+        assert manifests["acme_models"].capabilities == ("models",)
+        assert manifests["acme_components"].capabilities == ("legacy-no-manifest",)
+        assert WorldModelRegistry.resolve_alias("plugin-a") == "plugin_model_a:base"
+        bad = _EntryPoints([_EntryPoint("acme_bad", "worldflux.models",
+                                        lambda: PluginManifest(worldflux_version_range="<0.0.1"))])
+        monkeypatch.setattr("worldflux.core.registry.importlib_metadata.entry_points", lambda: bad)
+        with pytest.raises(ConfigurationError, match="EXPERIMENTAL_PLUGIN_INCOMPATIBLE"):
+            WorldModelRegistry.load_entrypoint_plugins(force=True)
+        broken = _EntryPoints([_EntryPoint("acme_broken", "worldflux.components", lambda: 1 / 0)])
+        monkeypatch.setattr("worldflux.core.registry.importlib_metadata.entry_points", lambda: broken)
+        with pytest.raises(ConfigurationError, match="'acme_broken' from group 'worldflux.components'"):
+            WorldModelRegistry.load_entrypoint_plugins(force=True)
+    finally:
+        for name in ("acme_models", "acme_components", "acme_bad", "acme_broken"):
+            WorldModelRegistry.unregister_plugin_manifest(name)
+        WorldModelRegistry.unregister_alias("plugin-a")
+        WorldModelRegistry.unregister("plugin_model_a")
 
 
 # ---------------------------------------------------------------------------------------------- rollout engine
@@ -133,7 +143,9 @@ class _Linear(torch.nn.Module):
 
 
 def test_rollout_engine_over_transition_and_decode():
-    engine = RolloutEngine()
+    engine = TransitionDecodeRollout()
+    assert isinstance(engine, RolloutEngine) and isinstance(engine, RolloutExecutor)
+    assert not isinstance(object(), RolloutEngine)
     state = State(tensors={"z": torch.zeros(2, 3)})
     actions = torch.ones(4, 2, 3)
     trajectory = engine.rollout(_Linear(), state, actions)

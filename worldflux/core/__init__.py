@@ -174,7 +174,7 @@ _LAZY: dict[str, str] = {
     },
     "WorldModel": "worldflux.core.model:WorldModel",
     "PluginManifest": "worldflux.core.plugins:PluginManifest",
-    "RolloutEngine": "worldflux.core.rollout:RolloutEngine",  # importable, not in __all__ (as the reference)
+    "RolloutEngine": "worldflux.core.interfaces:RolloutEngine",  # importable, not in __all__ (as the reference)
     "ComponentSpec": "worldflux.core.interfaces:ComponentSpec",
     "ObservationEncoder": "worldflux.core.interfaces:ObservationEncoder",
     "AsyncObservationEncoder": "worldflux.core.interfaces:AsyncObservationEncoder",

@@ -5,19 +5,30 @@
 class) for ``from_pretrained``; a subclass that sets a ``model_type`` class attribute is registered
 automatically. ``AutoWorldModel.from_pretrained(name_or_path)`` loads a ``save_pretrained`` directory, a
 ``"type:size"`` id or a Hugging Face repo id; ``AutoConfig.from_pretrained`` reads only the config.
+
+Plugins (experimental): ``register_plugin_manifest`` / ``list_plugin_manifests`` / ``load_entrypoint_plugins``
+(the ``worldflux.models`` and ``worldflux.components`` entry-point groups, loaded on the first ``list_models`` /
+``from_pretrained``); see ``worldflux.core.plugins``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from importlib import metadata as importlib_metadata  # noqa: F401 - patched by tests, as in the reference
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .config import CONFIG_REGISTRY, FAMILY_ALIASES, WorldModelConfig, config_from_id, register_config
 from .exceptions import ConfigurationError
 from .model import WorldModel, _model_class
-from .plugins import ENTRY_POINT_GROUP, PluginManifest, discover_plugins, plugin_registry, register_plugin
+from .plugins import (
+    ENTRY_POINT_GROUPS,
+    PluginManifest,
+    iter_entry_points,
+    normalize_manifest,
+    validate_manifest,
+)
 
 __all__ = ["AutoConfig", "AutoWorldModel", "ConfigRegistry", "PluginManifest", "WorldModelRegistry"]
 
@@ -105,29 +116,69 @@ class WorldModelRegistry:
 
     @classmethod
     def list_models(cls) -> dict[str, type]:
+        cls.load_entrypoint_plugins()
         for family in ("dreamer", "tdmpc2"):
             _model_class(family)
         return dict(cls._model_registry)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> WorldModel:
+        cls.load_entrypoint_plugins()
         return WorldModel.from_pretrained(cls.resolve_alias(str(name_or_path)), **kwargs)
 
-    # plugins (``worldflux.core.plugins``)
     @classmethod
-    def register_plugin(cls, manifest: PluginManifest, *, load: bool = True, replace: bool = False) -> PluginManifest:
-        """Register a plugin's manifest (loading its entry point first); see ``worldflux.core.plugins``."""
-        return register_plugin(manifest, load=load, replace=replace)
+    def unregister_alias(cls, name: str) -> bool:
+        return cls._aliases.pop(name.lower(), None) is not None
+
+    # -- plugins (``worldflux.core.plugins``) -------------------------------------------------------------
+    _plugin_manifests: dict[str, PluginManifest] = {}
+    _plugins_loaded: bool = False
 
     @classmethod
-    def load_plugins(cls, group: str = ENTRY_POINT_GROUP) -> list[PluginManifest]:
-        """Discover and register the installed plugins of the entry-point `group`."""
-        return discover_plugins(group)
+    def register_plugin_manifest(cls, plugin_name: str, manifest: PluginManifest | dict[str, Any]) -> None:
+        """Validate and record `manifest` (a ``PluginManifest`` or a dict of its fields) under `plugin_name`.
+
+        Raises:
+            ConfigurationError: an empty name, or a manifest this runtime cannot accept.
+        """
+        if not plugin_name:
+            raise ConfigurationError("plugin_name must not be empty")
+        normalized = normalize_manifest(manifest)
+        validate_manifest(plugin_name, normalized)
+        cls._plugin_manifests[plugin_name] = normalized
 
     @classmethod
-    def list_plugins(cls) -> dict[str, PluginManifest]:
-        """Registered plugin manifests by name."""
-        return plugin_registry()
+    def unregister_plugin_manifest(cls, plugin_name: str) -> bool:
+        return cls._plugin_manifests.pop(plugin_name, None) is not None
+
+    @classmethod
+    def list_plugin_manifests(cls) -> dict[str, PluginManifest]:
+        return dict(cls._plugin_manifests)
+
+    @classmethod
+    def load_entrypoint_plugins(cls, *, force: bool = False) -> None:
+        """Load the ``worldflux.models`` and ``worldflux.components`` entry points (once, unless `force`).
+
+        Raises:
+            ConfigurationError: an entry point fails to load or declares an incompatible manifest.
+        """
+        if cls._plugins_loaded and not force:
+            return
+        for group in ENTRY_POINT_GROUPS:
+            for entry in iter_entry_points(group):
+                try:
+                    loaded = entry.load()
+                    returned = loaded() if callable(loaded) else loaded
+                except Exception as exc:  # noqa: BLE001 - any failure names the plugin
+                    raise ConfigurationError(
+                        f"Failed to load entry point '{entry.name}' from group '{group}': {exc}"
+                    ) from exc
+                if isinstance(returned, PluginManifest | dict) and entry.name not in cls._plugin_manifests:
+                    cls.register_plugin_manifest(entry.name, returned)
+                elif entry.name not in cls._plugin_manifests:
+                    cls.register_plugin_manifest(entry.name, PluginManifest(capabilities=("legacy-no-manifest",)))
+                validate_manifest(entry.name, cls._plugin_manifests[entry.name])
+        cls._plugins_loaded = True
 
 
 class AutoWorldModel:

@@ -5,10 +5,11 @@
   ``"reward"`` / ``"continue"`` predictions (stacked and squeezed to ``[T, B]``). ``actions``: a tensor
   ``[T, B, A]``, an ``ActionSequence`` (tensor or per-step payloads) or None (T = 0). This is
   ``WorldModel.rollout``'s default loop.
-* ``RolloutEngine`` — the reference's rollout engine object (the deprecated ``model.rollout_engine`` slot and a
-  ``RolloutExecutor``): ``engine.rollout(model, initial_state, action_sequence, conditions=None,
-  deterministic=False, mode="autoregressive")`` and ``engine.rollout_open_loop(...)`` run that loop for any
-  ``WorldModel``; a planner ``ActionPayload`` is normalised first (``normalize_planned_action``).
+* ``TransitionDecodeRollout`` — a rollout component that runs that loop for any ``WorldModel``; it satisfies both
+  the ``RolloutExecutor`` protocol (``rollout_open_loop(model, state, actions, conditions=None,
+  deterministic=False)``) and the deprecated ``RolloutEngine`` protocol (``rollout(model, state,
+  action_sequence, conditions=None, deterministic=False, mode="autoregressive")``; see
+  ``worldflux.core.interfaces``). A planner ``ActionPayload`` is normalised first (``normalize_planned_action``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .payloads import ActionPayload, ActionSequence, normalize_planned_action
 from .state import State
 from .trajectory import Trajectory
 
-__all__ = ["RolloutEngine", "action_steps", "open_loop_rollout"]
+__all__ = ["TransitionDecodeRollout", "action_steps", "open_loop_rollout"]
 
 
 def action_steps(action_sequence: Any) -> list[Any]:
@@ -68,11 +69,11 @@ def open_loop_rollout(
     )
 
 
-class RolloutEngine:
+class TransitionDecodeRollout:
     """Autoregressive rollouts of any ``WorldModel`` through its ``transition`` and ``decode``.
 
-    Attach as ``model.rollout_executor = RolloutEngine()`` (or the deprecated ``model.rollout_engine``) or
-    call ``RolloutEngine().rollout(model, state, actions)`` directly.
+    Attach as ``model.rollout_executor = TransitionDecodeRollout()`` (or the deprecated
+    ``model.rollout_engine``) or call ``TransitionDecodeRollout().rollout(model, state, actions)`` directly.
     """
 
     def rollout(
@@ -90,7 +91,7 @@ class RolloutEngine:
             ValueError: `mode` other than ``"autoregressive"`` (re-planning belongs to planners).
         """
         if mode != "autoregressive":
-            raise ValueError(f"RolloutEngine only supports mode='autoregressive', got {mode!r}")
+            raise ValueError(f"TransitionDecodeRollout only supports mode='autoregressive', got {mode!r}")
         if isinstance(action_sequence, ActionPayload):
             version = model._get_api_version() if hasattr(model, "_get_api_version") else "v0.2"
             action_sequence = normalize_planned_action(action_sequence, api_version=version)

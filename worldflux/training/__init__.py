@@ -29,7 +29,7 @@ from .delegated import JobHandle, JobStatus, OfficialBackendHandle
 from .distributed import DDPTrainer, build_launch_config
 from .profiling import PerformanceMonitor, TorchProfilerWrapper
 from .replay_backends import MemoryReplayBackend, ParquetReplayBackend, ReplayBackend
-from .reports import HealthSignal, LossCurveSummary, TrainingReport
+from .report import HealthSignal, LossCurveSummary, TrainingReport
 from .scheduling import LocalClock, RatioUpdateScheduler
 from .trainer import Trainer
 

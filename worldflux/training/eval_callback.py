@@ -2,7 +2,7 @@
 
 Each evaluation runs a suite and appends a result to ``history``
 (``{"step", "suite", "passed", "metrics", "failures", "wall_time_sec"}``), logs one line and, with
-``metrics_path``, writes an ``"eval.<suite>"`` event (see ``worldflux.training.telemetry``):
+``metrics_path``, writes an ``"eval.<suite>"`` event (see ``worldflux.telemetry.wasr``):
 
 * held-out loss (when ``data`` is given): ``trainer.evaluate(data, num_batches)`` with 2 / 10 / 50 batches
   for ``"quick"`` / ``"standard"`` / ``"comprehensive"``; metrics ``eval/<name>``; fails on a non-finite value.
@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .callbacks import Callback
-from .telemetry import make_run_id, write_event
+from worldflux.telemetry.wasr import make_run_id
+
+from .callbacks import Callback, emit_event
 
 __all__ = ["EvalCallback"]
 
@@ -131,7 +132,7 @@ class EvalCallback(Callback):
         logger.info("Eval [%s] at step %d: %s%s", self.suite, result["step"], "passed" if not failures else
                     "FAILED (" + "; ".join(failures) + ")", f" | {text}" if text else "")
         if self.metrics_path is not None:
-            write_event(self.metrics_path, f"eval.{self.suite}", scenario=self.scenario, success=not failures,
-                        run_id=self.run_id, step=result["step"], metrics=metrics, failures=failures,
-                        duration_sec=result["wall_time_sec"])
+            emit_event(event=f"eval.{self.suite}", path=self.metrics_path, scenario=self.scenario,
+                        success=not failures, run_id=self.run_id, step=result["step"], metrics=metrics,
+                        failures=failures, duration_sec=result["wall_time_sec"])
         return result

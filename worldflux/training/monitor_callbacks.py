@@ -16,8 +16,9 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-from .callbacks import Callback
-from .telemetry import make_run_id, write_event
+from worldflux.telemetry.wasr import make_run_id
+
+from .callbacks import Callback, emit_event
 
 __all__ = ["DiagnosisCallback", "HeartbeatCallback"]
 
@@ -106,9 +107,9 @@ class HeartbeatCallback(_IntervalCallback):
         flops = _finite_or_none(metrics.get("flops_estimate", metrics.get("flops")))
         watts = _finite_or_none(metrics.get("watts_estimate", metrics.get("power_watts")))
         loss = metrics.get("loss")
-        self.last_event = write_event(
-            self._path(trainer, "heartbeat.jsonl"),
-            "heartbeat",
+        self.last_event = emit_event(
+            event="heartbeat",
+            path=self._path(trainer, "heartbeat.jsonl"),
             scenario=self.scenario,
             success=True,
             run_id=self.run_id,
@@ -249,9 +250,9 @@ class DiagnosisCallback(_IntervalCallback):
         self.issues += [{"step": step, "kind": kind, "message": message} for kind, message in findings]
         joined = " | ".join(self.last_suggestions)
         logger.warning("Training diagnostics at step %d: %s", step, joined)
-        write_event(
-            self._path(trainer, "diagnostics.jsonl"),
-            "diagnostic",
+        emit_event(
+            event="diagnostic",
+            path=self._path(trainer, "diagnostics.jsonl"),
             scenario=self.scenario,
             success=False,
             run_id=self.run_id,

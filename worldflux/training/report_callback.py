@@ -1,5 +1,5 @@
 """``TrainingReportCallback``: writes ``training_report.json`` (a ``TrainingReport``, see
-``worldflux.training.reports``) when training ends.
+``worldflux.training.report``) when training ends.
 
 It records the loss (and ``grad_norm`` when the trainer reports one) on every step at which the trainer has
 synchronised its metrics (``trainer.metrics_synced``: every ``log_interval`` steps and the last step for the
@@ -16,9 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .callbacks import Callback
-from .reports import TrainingReport, assess_health, health_score, recommendations, summarize_loss_curve
-from .telemetry import make_run_id, write_event
+from worldflux.telemetry.wasr import make_run_id
+
+from .callbacks import Callback, emit_event
+from .report import (
+    HealthSignal,
+    LossCurveSummary,
+    TrainingReport,
+    assess_health,
+    health_score,
+    recommendations,
+    summarize_loss_curve,
+)
 
 __all__ = ["TrainingReportCallback"]
 
@@ -33,7 +42,7 @@ class TrainingReportCallback(Callback):
     Args:
         output_dir: directory of the report (created).
         scenario / run_id: tags of the ``"run.summary"`` event written to ``metrics_path`` when given.
-        metrics_path: optional JSON-lines event file (see ``worldflux.training.telemetry``).
+        metrics_path: optional JSON-lines event file (see ``worldflux.telemetry.wasr``).
     """
 
     def __init__(
@@ -48,11 +57,11 @@ class TrainingReportCallback(Callback):
         self.metrics_path = Path(metrics_path) if metrics_path else None
         self.run_id = run_id or make_run_id()
         self.report: TrainingReport | None = None
-        self._losses: list[float] = []
+        self._loss_history: list[float] = []
         self._steps: list[int] = []
         self._grad_norms: list[float] = []
-        self._throughputs: list[float] = []
-        self._non_finite = 0
+        self._throughput_history: list[float] = []
+        self._non_finite_count = 0
         self._start_time = 0.0
         self._start_step = 0
 
@@ -63,8 +72,8 @@ class TrainingReportCallback(Callback):
     def on_train_begin(self, trainer: Any) -> None:
         self._start_time = time.time()
         self._start_step = int(trainer.state.global_step)
-        self._losses, self._steps, self._grad_norms, self._throughputs = [], [], [], []
-        self._non_finite = 0
+        self._loss_history, self._steps, self._grad_norms, self._throughput_history = [], [], [], []
+        self._non_finite_count = 0
 
     def on_step_end(self, trainer: Any) -> None:
         if not getattr(trainer, "metrics_synced", True):
@@ -74,10 +83,10 @@ class TrainingReportCallback(Callback):
         if loss is not None:
             value = float(loss)
             if math.isfinite(value):
-                self._losses.append(value)
+                self._loss_history.append(value)
                 self._steps.append(int(trainer.state.global_step))
             else:
-                self._non_finite += 1
+                self._non_finite_count += 1
         norm = metrics.get("grad_norm")
         if norm is not None:
             self._grad_norms.append(float(norm))
@@ -85,18 +94,30 @@ class TrainingReportCallback(Callback):
         if callable(profile):
             rate = profile().get("throughput_steps_per_sec")
             if rate is not None and rate > 0:
-                self._throughputs.append(float(rate))
+                self._throughput_history.append(float(rate))
+
+    # The reference's helper names (kept: code written for it calls them).
+    def _compute_loss_summary(self) -> LossCurveSummary:
+        steps = self._steps if len(self._steps) == len(self._loss_history) else None
+        return summarize_loss_curve(self._loss_history, steps)
+
+    def _compute_health_signals(self, summary: LossCurveSummary) -> dict[str, HealthSignal]:
+        return assess_health(summary, num_losses=len(self._loss_history), non_finite_count=self._non_finite_count,
+                             throughputs=self._throughput_history, grad_norms=self._grad_norms)
+
+    _compute_health_score = staticmethod(health_score)
+    _generate_recommendations = staticmethod(recommendations)
 
     def build_report(self, trainer: Any) -> TrainingReport:
-        """The report of the run so far."""
+        """The report of the run so far. Throughput: the trainer's latest ``runtime_profile()`` value (steps per
+        second since the start of ``train``), else steps done / wall time."""
         wall = max(0.0, time.time() - self._start_time)
         steps = int(trainer.state.global_step)
-        summary = summarize_loss_curve(self._losses, self._steps)
-        signals = assess_health(summary, num_losses=len(self._losses), non_finite_count=self._non_finite,
-                                throughputs=self._throughputs, grad_norms=self._grad_norms)
+        summary = self._compute_loss_summary()
+        signals = self._compute_health_signals(summary)
         done = steps - self._start_step
-        if self._throughputs:
-            throughput = self._throughputs[-1]
+        if self._throughput_history:
+            throughput = self._throughput_history[-1]
         else:
             throughput = done / wall if wall > 0 else 0.0
         return TrainingReport(
@@ -113,11 +134,14 @@ class TrainingReportCallback(Callback):
             recommendations=recommendations(signals, summary),
         )
 
+    _build_report = build_report
+
     def on_train_end(self, trainer: Any) -> None:
         self.report = self.build_report(trainer)
         self.report.save(self.report_path)
         logger.info("Training report saved to %s (health score %.2f)", self.report_path, self.report.health_score)
         if self.metrics_path is not None:
-            write_event(self.metrics_path, "run.summary", scenario=self.scenario, success=True, run_id=self.run_id,
+            emit_event(event="run.summary", path=self.metrics_path, scenario=self.scenario, success=True,
+                        run_id=self.run_id,
                         step=self.report.total_steps, duration_sec=self.report.wall_time_sec,
                         ttfi_sec=self.report.ttfi_sec, health_score=self.report.health_score)

@@ -12,6 +12,7 @@ import torch
 from wf_training_helpers import buffer, config, fresh_model
 
 from worldflux.core.events import Event, EventBus
+from worldflux.telemetry.wasr import read_events
 from worldflux.training import (
     DiagnosisCallback,
     HealthSignal,
@@ -27,8 +28,7 @@ from worldflux.training import (
 )
 from worldflux.training.callbacks import CallbackAdapter, EvalCallback
 from worldflux.training.event_callbacks import EventBusCallback
-from worldflux.training.reports import assess_health, health_score, summarize_loss_curve
-from worldflux.training.telemetry import read_events
+from worldflux.training.report import assess_health, health_score, summarize_loss_curve
 
 # ---------------------------------------------------------------------------------------------- reports
 
