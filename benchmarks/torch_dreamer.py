@@ -35,19 +35,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from worldflux.models.dreamer_layers import (
-    RSSM,
-    CNNDecoder,
-    CNNEncoder,
+from worldflux.models.dreamer.decoder import CNNDecoder, MLPDecoder
+from worldflux.models.dreamer.encoder import CNNEncoder, MLPEncoder
+from worldflux.models.dreamer.heads import (
     ContinueHead,
-    MLPDecoder,
-    MLPEncoder,
     RewardHead,
     symexp,
     symlog,
     twohot_encode,
     twohot_expected_value,
 )
+from worldflux.models.dreamer.rssm import RSSM
 
 State = dict[str, Tensor]
 
@@ -58,7 +56,7 @@ SAMPLING_NOTE = (
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The layers and elementwise helpers are the package's reference layers (`worldflux.models.dreamer_layers`);
+# The layers and elementwise helpers are the package's reference layers (`worldflux.models.dreamer.*`);
 # only the loss's KL lives here.
 # ----------------------------------------------------------------------------------------------------------
 

@@ -35,23 +35,6 @@ from worldflux.core.contracts import dreamer_io_contract
 from worldflux.core.jax_model import JaxWorldModel, _key_from_data, loss_scalars
 from worldflux.core.output import LossOutput
 from worldflux.core.spec import Capability, ModelIOContract
-from worldflux.models.dreamer_layers import (
-    RSSM,
-    CNNDecoder,
-    CNNEncoder,
-    ContinueHead,
-    ContinuousActorHead,
-    CriticHead,
-    DiscreteActorHead,
-    MLPDecoder,
-    MLPEncoder,
-    RewardHead,
-    compute_td_lambda,
-    symexp,
-    symlog,
-    twohot_encode,
-    twohot_expected_value,
-)
 from worldflux.models.registry import register_model, register_pretrained_loader
 from worldflux_jax import actor_critic as ac
 from worldflux_jax.config import DreamerV3Config as CoreDreamerV3Config
@@ -59,25 +42,7 @@ from worldflux_jax.dreamer import LOSS_KEYS, DreamerV3
 from worldflux_jax.dreamer import Batch as CoreBatch
 from worldflux_jax.torch_layout import torch_name
 
-# The reference's torch layers are importable from here too (``worldflux.models.dreamer_layers``).
-__all__ = [
-    "DreamerV3WorldModel",
-    "RSSM",
-    "CNNEncoder",
-    "MLPEncoder",
-    "CNNDecoder",
-    "MLPDecoder",
-    "RewardHead",
-    "ContinueHead",
-    "DiscreteActorHead",
-    "ContinuousActorHead",
-    "CriticHead",
-    "compute_td_lambda",
-    "symlog",
-    "symexp",
-    "twohot_encode",
-    "twohot_expected_value",
-]
+__all__ = ["DreamerV3WorldModel"]
 
 # Non-trainable tensors of the reference state dict (rebuilt from the config, optional when loading).
 _BUFFERS = ("reward_head.bins", "_device_tracker")

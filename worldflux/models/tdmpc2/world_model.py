@@ -39,13 +39,11 @@ from worldflux.core.spec import Capability, ModelIOContract
 from worldflux.core.state import State
 from worldflux.interop import to_kind
 from worldflux.models.registry import register_model, register_pretrained_loader
-from worldflux.models.tdmpc2_layers import Dynamics, MLPEncoder, PolicyHead, QEnsemble, QNetwork, RewardHead
 from worldflux_jax.config import TDMPC2Config as CoreTDMPC2Config
 from worldflux_jax.tdmpc2 import LOSS_KEYS, TDMPC2, _alias
 from worldflux_jax.tdmpc2 import Batch as CoreBatch
 
-# The reference's torch layers are importable from here too (``worldflux.models.tdmpc2_layers``).
-__all__ = ["TDMPC2WorldModel", "MLPEncoder", "Dynamics", "RewardHead", "QNetwork", "QEnsemble", "PolicyHead"]
+__all__ = ["TDMPC2WorldModel"]
 
 _TARGET_PREFIX = "_target_q_ensemble."
 _ONLINE_Q_PREFIX = "_q_ensemble."
