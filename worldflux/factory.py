@@ -366,8 +366,15 @@ def _apply_component_overrides(model: Any, overrides: Mapping[str, Any]) -> None
         raise ConfigurationError(
             f"Unknown component slot(s) {unknown}. Accepted slots: {list(COMPONENT_SLOTS)}."
         )
+    from worldflux.core.components import SLOT_COMPONENT_TYPES
+    from worldflux.core.registry import WorldModelRegistry
+
     setter = getattr(model, "set_component", None)
     for slot, component in overrides.items():
+        # a registered component id or a class becomes an instance (worldflux.core.components)
+        component = WorldModelRegistry.build_component(
+            component, expected_component_type=SLOT_COMPONENT_TYPES.get(slot, slot), model=model
+        )
         if callable(setter):
             setter(slot, component)
             continue

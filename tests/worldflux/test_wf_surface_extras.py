@@ -120,13 +120,48 @@ def test_entry_point_plugins_register_models_and_manifests(monkeypatch):
             WorldModelRegistry.load_entrypoint_plugins(force=True)
         broken = _EntryPoints([_EntryPoint("acme_broken", "worldflux.components", lambda: 1 / 0)])
         monkeypatch.setattr("worldflux.core.registry.importlib_metadata.entry_points", lambda: broken)
-        with pytest.raises(ConfigurationError, match="'acme_broken' from group 'worldflux.components'"):
+        with pytest.warns(RuntimeWarning, match="'acme_broken' from group 'worldflux.components'"):
             WorldModelRegistry.load_entrypoint_plugins(force=True)
+        assert "acme_broken" not in WorldModelRegistry.list_plugin_manifests()
     finally:
         for name in ("acme_models", "acme_components", "acme_bad", "acme_broken"):
             WorldModelRegistry.unregister_plugin_manifest(name)
         WorldModelRegistry.unregister_alias("plugin-a")
         WorldModelRegistry.unregister("plugin_model_a")
+
+
+def test_registered_components_as_factory_overrides():
+    from worldflux.core.interfaces import ComponentSpec
+
+    class ZeroConditioner:
+        def __init__(self, model):
+            self.model = model
+
+        def condition(self, state, action, conditions=None):
+            return {}
+
+    WorldModelRegistry.register_component("acme.zero", ZeroConditioner,
+                                          ComponentSpec(name="zero", component_type="action_conditioner"))
+    try:
+        assert WorldModelRegistry.list_components()["acme.zero"].name == "zero"
+        model = worldflux.create_world_model("tdmpc2:ci", obs_shape=(3,), action_dim=2,
+                                             component_overrides={"action_conditioner": "acme.zero"})
+        assert isinstance(model.action_conditioner, ZeroConditioner) and model.action_conditioner.model is model
+        with pytest.raises(ConfigurationError, match="has type 'action_conditioner', expected 'decoder'"):
+            worldflux.create_world_model("tdmpc2:ci", obs_shape=(3,), action_dim=2,
+                                         component_overrides={"decoder": "acme.zero"})
+        with pytest.raises(ConfigurationError, match=r"Unknown component id 'acme.nope'.*acme.zero"):
+            WorldModelRegistry.get_component("acme.nope")
+        with pytest.raises(ConfigurationError, match="already registered"):
+            WorldModelRegistry.register_component("acme.zero", dict, ComponentSpec(name="x", component_type="decoder"))
+    finally:
+        assert WorldModelRegistry.unregister_component("acme.zero")
+    WorldModelRegistry.register_catalog_entry("acme:tiny", {"description": "d", "params": "1", "type": "acme",
+                                                            "default_obs": "vector", "maturity": "experimental"})
+    try:
+        assert "acme:tiny" in WorldModelRegistry.list_catalog()
+    finally:
+        assert WorldModelRegistry.unregister_catalog_entry("acme:tiny")
 
 
 # ---------------------------------------------------------------------------------------------- rollout engine

@@ -8,11 +8,12 @@ as ``PluginManifest(capabilities=("legacy-no-manifest",))``. Every manifest is v
 (``WorldModelRegistry.register_plugin_manifest(name, manifest)``):
 
 * ``experimental`` must be True (the plugin API is experimental-only) and ``plugin_api_version`` non-empty;
-* the running worldflux version must satisfy ``worldflux_version_range`` (PEP 440-style clauses joined by
+* the WorldFlux API version implemented here (``REFERENCE_API_VERSION``, 0.1.1) must satisfy
+  ``worldflux_version_range`` (PEP 440-style clauses joined by
   ``","``: ``>=``, ``<=``, ``>``, ``<``, ``==`` (with ``.*``), ``!=``, ``~=``; release numbers only), else
   ``ConfigurationError("[EXPERIMENTAL_PLUGIN_INCOMPATIBLE] ...")``.
 
-A failing entry point raises ``ConfigurationError`` naming it and its group.
+An entry point that fails to import or run is skipped with a ``RuntimeWarning`` naming it and its group.
 """
 
 from __future__ import annotations
@@ -25,10 +26,19 @@ from typing import Any
 
 from .exceptions import ConfigurationError
 
-__all__ = ["ENTRY_POINT_GROUPS", "PluginManifest", "version_matches"]
+__all__ = [
+    "ENTRY_POINT_GROUPS",
+    "REFERENCE_API_VERSION",
+    "PluginManifest",
+    "runtime_version_matches",
+    "version_matches",
+]
 
 ENTRY_POINT_GROUPS = ("worldflux.models", "worldflux.components")
 DEFAULT_VERSION_RANGE = ">=0.1.0,<0.2.0"
+# Plugins target the WorldFlux API; this package implements the reference's 0.1.1 API, whatever the version of
+# the worldflux-jax distribution itself (see docs/decisions.md).
+REFERENCE_API_VERSION = "0.1.1"
 _CLAUSE = re.compile(r"^\s*(===|==|!=|~=|>=|<=|>|<)\s*([0-9][0-9a-zA-Z.*+!-]*)\s*$")
 
 
@@ -109,21 +119,25 @@ def normalize_manifest(manifest: PluginManifest | Mapping[str, Any]) -> PluginMa
     )
 
 
+def runtime_version_matches(specifier: str) -> bool:
+    """Whether the WorldFlux API version this package implements (``REFERENCE_API_VERSION``) satisfies
+    `specifier`."""
+    return version_matches(specifier, REFERENCE_API_VERSION)
+
+
 def validate_manifest(plugin_name: str, manifest: PluginManifest) -> None:
     """Raise ``ConfigurationError`` for a manifest this runtime cannot accept."""
-    import worldflux
-
     if not manifest.experimental:
         raise ConfigurationError(
             f"Plugin '{plugin_name}' declares experimental=false, but plugin API is experimental-only."
         )
     if not manifest.plugin_api_version.strip():
         raise ConfigurationError(f"Plugin '{plugin_name}' must declare non-empty plugin_api_version.")
-    if not version_matches(manifest.worldflux_version_range, worldflux.__version__):
+    if not runtime_version_matches(manifest.worldflux_version_range):
         raise ConfigurationError(
             f"[EXPERIMENTAL_PLUGIN_INCOMPATIBLE] Plugin '{plugin_name}' requires "
             f"worldflux{manifest.worldflux_version_range!r}, incompatible with current runtime "
-            f"({worldflux.__version__})."
+            f"(WorldFlux API {REFERENCE_API_VERSION})."
         )
 
 
