@@ -14,13 +14,16 @@ Slot -> expected ``component_type``: ``observation_encoder``, ``action_condition
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from .exceptions import ConfigurationError
 from .interfaces import ComponentSpec
 
 __all__ = [
+    "COMPONENT_SLOTS",
     "SLOT_COMPONENT_TYPES",
+    "apply_component_overrides",
     "build_component",
     "component_registry",
     "get_component",
@@ -29,6 +32,17 @@ __all__ = [
     "unregister_component",
 ]
 
+COMPONENT_SLOTS = (
+    "observation_encoder",
+    "action_conditioner",
+    "dynamics_model",
+    "decoder",
+    "decoder_module",
+    "rollout_executor",
+    "rollout_engine",
+)
+# Slot name -> model attribute, where they differ (for models without set_component).
+_SLOT_ATTRIBUTES = {"decoder": "decoder_module"}
 SLOT_COMPONENT_TYPES = {
     "observation_encoder": "observation_encoder",
     "action_conditioner": "action_conditioner",
@@ -116,3 +130,31 @@ def build_component(override: object, *, expected_component_type: str, model: An
     if isinstance(override, type):
         return instantiate_component(override, model)
     return override
+
+
+def apply_component_overrides(model: Any, overrides: Mapping[str, Any]) -> None:
+    """Put each ``{slot: id | class | instance}`` override into `model` (``set_component(slot, component)`` when
+    the model has it, else the slot's attribute; ``"decoder"`` is the ``decoder_module`` attribute).
+
+    Raises:
+        ConfigurationError: an unknown slot, a bad component id, or a model without the slot.
+    """
+    from .registry import WorldModelRegistry
+
+    unknown = [slot for slot in overrides if slot not in COMPONENT_SLOTS]
+    if unknown:
+        raise ConfigurationError(f"Unknown component slot(s) {unknown}. Accepted slots: {list(COMPONENT_SLOTS)}.")
+    WorldModelRegistry.load_entrypoint_plugins()
+    setter = getattr(model, "set_component", None)
+    for slot, override in overrides.items():
+        component = build_component(override, expected_component_type=SLOT_COMPONENT_TYPES[slot], model=model)
+        if callable(setter):
+            setter(slot, component)
+            continue
+        attribute = slot if hasattr(model, slot) else _SLOT_ATTRIBUTES.get(slot, slot)
+        if not hasattr(model, attribute):
+            raise ConfigurationError(
+                f"{type(model).__name__} does not accept component overrides for slot '{slot}' (it has neither "
+                f"set_component(slot, component) nor a '{attribute}' attribute)."
+            )
+        setattr(model, attribute, component)

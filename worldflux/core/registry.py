@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .components import (
+    apply_component_overrides,
     build_component,
     component_registry,
     get_component,
@@ -232,6 +233,11 @@ class WorldModelRegistry:
     def list_components(cls) -> dict[str, ComponentSpec]:
         cls.load_entrypoint_plugins()
         return component_registry()
+
+    @classmethod
+    def apply_component_overrides(cls, model: Any, component_overrides: dict[str, object]) -> None:
+        """Put ``{slot: id | class | instance}`` overrides into `model` (``worldflux.core.components``)."""
+        apply_component_overrides(model, component_overrides)
 
     @classmethod
     def build_component(cls, override: object, *, expected_component_type: str, model: Any) -> Any:
