@@ -302,6 +302,11 @@ def test_cloud_client_credentials_and_config(tmp_path, monkeypatch):
         client = WorldFluxCloudClient(base_url=f"http://127.0.0.1:{server.server_port}/", timeout_sec=5)
         client.login(api_key=" secret ")
         assert get_api_key() == "secret" and stat.S_IMODE(os.stat(credentials_path()).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(credentials_path().parent).st_mode) == 0o700
+        os.chmod(credentials_path(), 0o644)
+        with pytest.warns(UserWarning, match="permissions"):
+            assert get_api_key() == "secret"
+        os.chmod(credentials_path(), 0o600)
         monkeypatch.setenv("WORLDFLUX_CLOUD_API_URL", client.base_url)
         client = WorldFluxCloudClient.from_env()
         assert client.create_training_job({"model": "tdmpc2:ci"})["echo"] == {"model": "tdmpc2:ci"}

@@ -1,10 +1,13 @@
 """Local credentials for WorldFlux Cloud: ``$WORLDFLUX_HOME/credentials.json`` (default ``~/.worldflux``),
-written atomically with owner-only permissions (0600)."""
+written atomically with owner-only permissions (file 0600, a directory we create 0700). Reading a file that
+group or others can access warns (``UserWarning``), as the key would be exposed."""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,19 @@ def load_credentials() -> dict[str, Any]:
     """The stored credentials ({} when there is no file or it does not hold a JSON object)."""
     path = credentials_path()
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if os.name == "posix" and mode & 0o077:
+        warnings.warn(
+            f"Credentials file {path} has permissions {oct(mode)}, readable by other users; run chmod 600 {path}",
+            UserWarning,
+            stacklevel=2,
+        )
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
         return {}
     return payload if isinstance(payload, dict) else {}
 
@@ -32,7 +46,9 @@ def load_credentials() -> dict[str, Any]:
 def save_credentials(payload: dict[str, Any]) -> None:
     """Replace the stored credentials with `payload` (file mode 0600, directory 0700)."""
     path = credentials_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+        os.chmod(path.parent, 0o700)  # mkdir's mode is filtered by the umask
     write_json_atomic(path, payload, sort_keys=True, trailing_newline=True)
     os.chmod(path, 0o600)
 
