@@ -5,6 +5,7 @@ process reads a job's status from disk."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -132,10 +133,13 @@ def test_real_training_script_completes_with_a_loadable_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real ``python -m worldflux_jax.train`` (not the stand-in) through ``Trainer(handle, config).submit()``."""
+    import torch
+
     from worldflux import create_world_model
 
     monkeypatch.delenv(TRAIN_COMMAND_ENV, raising=False)
-    monkeypatch.setenv("PYTHONPATH", str(REPO) + ":" + __import__("os").environ.get("PYTHONPATH", ""))
+    # the job runs `python -m worldflux_jax.train` from this checkout, also when the package is not installed
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
     rng = np.random.default_rng(0)
     buffer = ReplayBuffer(capacity=256, obs_shape=(4,), action_dim=2)
     for _ in range(4):
@@ -153,7 +157,5 @@ def test_real_training_script_completes_with_a_loadable_model(
     assert (model_dir / "model.safetensors").is_file()
     model = create_world_model(str(model_dir))
     assert model.config.obs_shape == (4,) and model.config.action_dim == 2
-    import torch
-
     state = model.encode(torch.zeros(1, 4))
     assert bool(torch.isfinite(state.tensors["latent"]).all())
