@@ -11,7 +11,9 @@ Each evaluation runs a suite and appends a result to ``history``
   zero actions, and require every state tensor and predicted reward to be finite; metrics
   ``eval/imagined_reward_mean`` when the model predicts rewards.
 
-A suite that raises is recorded as failed with the error (training continues).
+A suite that raises is recorded as failed with the error (training continues); after
+``MAX_CONSECUTIVE_EVAL_FAILURES`` (10) such errors in a row the callback stops evaluating and logs why
+(``eval_disabled``), as in the reference.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class EvalCallback(Callback):
         ValueError: ``eval_interval <= 0`` or an unknown suite.
     """
 
+    MAX_CONSECUTIVE_EVAL_FAILURES: int = 10
+
     def __init__(
         self,
         eval_interval: int = 5000,
@@ -90,10 +94,12 @@ class EvalCallback(Callback):
         self.run_id = run_id or make_run_id()
         self.data = data
         self.history: list[dict[str, Any]] = []
+        self._consecutive_failures = 0
+        self.eval_disabled = False
 
     def on_step_end(self, trainer: Any) -> None:
         step = int(trainer.state.global_step)
-        if step > 0 and step % self.eval_interval == 0:
+        if step > 0 and step % self.eval_interval == 0 and not self.eval_disabled:
             self.run(trainer)
 
     def run(self, trainer: Any) -> dict[str, Any]:
@@ -119,6 +125,13 @@ class EvalCallback(Callback):
                 failures += problems
         except Exception as exc:  # noqa: BLE001 - a failing evaluation is recorded, training continues
             failures.append(f"{type(exc).__name__}: {exc}")
+            self._consecutive_failures += 1
+            if self._consecutive_failures >= self.MAX_CONSECUTIVE_EVAL_FAILURES:
+                self.eval_disabled = True
+                logger.warning("Eval [%s] disabled after %d consecutive failures (last: %s)", self.suite,
+                               self._consecutive_failures, failures[-1])
+        else:
+            self._consecutive_failures = 0
         result = {
             "step": int(trainer.state.global_step),
             "suite": self.suite,

@@ -172,6 +172,23 @@ def test_report_callback_counts_non_finite_and_skips_unsynced(tmp_path):
     assert read_events(tmp_path / "ev.jsonl")[-1]["event"] == "run.summary"
 
 
+def test_eval_callback_records_failures_and_disables_after_ten_in_a_row(tmp_path):
+    class Broken:
+        def evaluate(self, data, num_batches):
+            raise RuntimeError("no data")
+
+    trainer = _fake(tmp_path)
+    trainer.evaluate = Broken().evaluate
+    callback = EvalCallback(eval_interval=1, data=object())
+    for step in range(1, 15):
+        trainer.state.global_step = step
+        callback.on_step_end(trainer)
+    assert len(callback.history) == EvalCallback.MAX_CONSECUTIVE_EVAL_FAILURES == 10
+    assert callback.eval_disabled and callback.history[0]["failures"] == ["RuntimeError: no data"]
+    with pytest.raises(ValueError, match="suite"):
+        EvalCallback(suite="exhaustive")
+
+
 # ---------------------------------------------------------------------------------------------- events
 
 
