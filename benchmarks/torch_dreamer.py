@@ -35,12 +35,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-State = dict[str, Tensor]
-SAMPLING_MODES = ("sample", "mode", "argmax")
+from worldflux.models.dreamer.decoder import CNNDecoder, MLPDecoder
+from worldflux.models.dreamer.encoder import CNNEncoder, MLPEncoder
+from worldflux.models.dreamer.heads import (
+    ContinueHead,
+    RewardHead,
+    symexp,
+    symlog,
+    twohot_encode,
+    twohot_expected_value,
+)
+from worldflux.models.dreamer.rssm import RSSM
 
-_NAN_FILL = 0.0
-_INF_CLAMP = 1e4
-_LOGIT_CLAMP = 30.0
+State = dict[str, Tensor]
 
 SAMPLING_NOTE = (
     "categorical samples use the straight-through mode onehot(argmax)+p-sg(p); deterministic=True uses "
@@ -49,54 +56,9 @@ SAMPLING_NOTE = (
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Elementwise helpers
+# The layers and elementwise helpers are the package's reference layers (`worldflux.models.dreamer.*`);
+# only the loss's KL lives here.
 # ----------------------------------------------------------------------------------------------------------
-
-
-def symlog(x: Tensor) -> Tensor:
-    """sign(x) * ln(|x| + 1), elementwise (any shape)."""
-    return torch.sign(x) * torch.log(torch.abs(x) + 1)
-
-
-def symexp(x: Tensor) -> Tensor:
-    """sign(x) * (exp(min(|x|, 88)) - 1), elementwise (any shape); inverse of `symlog`."""
-    return torch.sign(x) * (torch.exp(torch.clamp(torch.abs(x), max=88.0)) - 1)
-
-
-def twohot_encode(x: Tensor, bins: Tensor) -> Tensor:
-    """Two-hot targets of `x` [*batch] (already in symlog space) over sorted `bins` [N] -> [*batch, N]."""
-    x = x.clamp(bins[0], bins[-1])
-    lower = (torch.searchsorted(bins, x.contiguous(), right=False) - 1).clamp(0, len(bins) - 2)
-    upper = lower + 1
-    weight_upper = (x - bins[lower]) / (bins[upper] - bins[lower] + 1e-8)
-    weight_lower = 1.0 - weight_upper
-    target = torch.zeros(*x.shape, len(bins), device=x.device, dtype=x.dtype)
-    target.scatter_(-1, lower.unsqueeze(-1), weight_lower.unsqueeze(-1))
-    target.scatter_(-1, upper.unsqueeze(-1), weight_upper.unsqueeze(-1))
-    return target
-
-
-def twohot_expected_value(logits: Tensor, bins: Tensor) -> Tensor:
-    """sum(softmax(logits) * bins): logits [*batch, N], bins [N] -> [*batch] (symlog space)."""
-    return (torch.softmax(logits, dim=-1) * bins).sum(dim=-1)
-
-
-def _stabilize(x: Tensor, clamp: float) -> Tensor:
-    """The reference RSSM's guard: NaN -> 0, +-inf -> +-clamp, then clamp to [-clamp, clamp]."""
-    return torch.nan_to_num(x, nan=_NAN_FILL, posinf=clamp, neginf=-clamp).clamp(-clamp, clamp)
-
-
-def sample_categorical(logits: Tensor, sampling: str) -> Tensor:
-    """One-hot categorical sample of `logits` [B, S, K] -> [B, S, K] (see module doc for `sampling`)."""
-    if sampling == "argmax":
-        return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()
-    if sampling == "mode":
-        probs = torch.softmax(logits, dim=-1)
-        onehot = F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()
-        return onehot + probs - probs.detach()
-    if sampling == "sample":
-        return F.gumbel_softmax(logits, tau=1.0, hard=True, dim=-1)
-    raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
 
 
 def categorical_kl(posterior_logits: Tensor, prior_logits: Tensor, free_nats: float = 0.0) -> Tensor:
@@ -110,177 +72,6 @@ def categorical_kl(posterior_logits: Tensor, prior_logits: Tensor, free_nats: fl
     if free_nats > 0:
         kl = torch.maximum(kl, torch.tensor(free_nats, device=kl.device))
     return kl
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Modules (module/attribute names give the reference state_dict keys)
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
-    """[Linear -> LayerNorm -> SiLU] * (layers - 1) -> Linear."""
-    mods: list[nn.Module] = []
-    for _ in range(layers - 1):
-        mods += [nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.SiLU()]
-        in_dim = hidden
-    mods.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*mods)
-
-
-class CNNEncoder(nn.Module):
-    """`conv.{3i}` Conv2d(k, s2, p k//2-1) -> `conv.{3i+1}` LayerNorm[C, H, W] -> SiLU, per kernel.
-
-    obs [B, C, H, W] -> embed [B, depth*2^(n-1) * H/2^n * W/2^n].
-    """
-
-    def __init__(self, obs_shape: tuple[int, ...], depth: int, kernels: tuple[int, ...]) -> None:
-        super().__init__()
-        in_ch, height, width = obs_shape
-        layers: list[nn.Module] = []
-        for i, kernel in enumerate(kernels):
-            out_ch = depth * 2**i
-            scale = 2 ** (i + 1)
-            layers += [
-                nn.Conv2d(in_ch, out_ch, kernel, 2, padding=kernel // 2 - 1),
-                nn.LayerNorm([out_ch, height // scale, width // scale]),
-                nn.SiLU(),
-            ]
-            in_ch = out_ch
-        self.conv = nn.Sequential(*layers)
-        n = len(kernels)
-        self.output_dim = depth * 2 ** (n - 1) * (height // 2**n) * (width // 2**n)
-
-    def forward(self, obs: Tensor) -> Tensor:
-        return self.conv(obs).flatten(start_dim=1)
-
-
-class MLPEncoder(nn.Module):
-    """`mlp`: Linear(obs_dim, hidden) -> LayerNorm -> SiLU -> Linear(hidden, out). obs [B, ...] -> [B, out]."""
-
-    def __init__(self, obs_dim: int, hidden: int, out_dim: int) -> None:
-        super().__init__()
-        self.mlp = _mlp(obs_dim, hidden, out_dim, 2)
-        self.output_dim = out_dim
-
-    def forward(self, obs: Tensor) -> Tensor:
-        if obs.dim() > 2:
-            obs = obs.flatten(start_dim=1)
-        return self.mlp(obs)
-
-
-class CNNDecoder(nn.Module):
-    """`fc` Linear(F, C0*h*w) reshaped [C0, h, w] (C0 = depth*2^(n-1), h = H/2^n), then per stage
-    `deconv.{3i}` ConvTranspose2d(k, s2, p k//2-1) -> LayerNorm[C, H, W] -> SiLU; the last stage maps to the
-    image channels with no norm/activation. features [B, F] -> [B, C, H, W]."""
-
-    def __init__(self, feature_dim: int, obs_shape: tuple[int, ...], depth: int, kernels: tuple[int, ...]):
-        super().__init__()
-        n = len(kernels)
-        self.init_h = obs_shape[1] // 2**n
-        self.init_w = obs_shape[2] // 2**n
-        self.init_channels = depth * 2 ** (n - 1)
-        self.fc = nn.Linear(feature_dim, self.init_channels * self.init_h * self.init_w)
-        layers: list[nn.Module] = []
-        in_ch = self.init_channels
-        for i, kernel in enumerate(reversed(kernels)):
-            last = i == n - 1
-            out_ch = obs_shape[0] if last else depth * 2 ** (n - 2 - i)
-            layers.append(nn.ConvTranspose2d(in_ch, out_ch, kernel, 2, padding=kernel // 2 - 1))
-            if not last:
-                scale = 2 ** (i + 1)
-                layers += [nn.LayerNorm([out_ch, self.init_h * scale, self.init_w * scale]), nn.SiLU()]
-            in_ch = out_ch
-        self.deconv = nn.Sequential(*layers)
-
-    def forward(self, features: Tensor) -> Tensor:
-        x = self.fc(features).view(-1, self.init_channels, self.init_h, self.init_w)
-        return self.deconv(x)
-
-
-class MLPDecoder(nn.Module):
-    """`mlp`: Linear(F, hidden) -> LayerNorm -> SiLU -> Linear(hidden, prod(obs_shape)) -> [B, *obs_shape]."""
-
-    def __init__(self, feature_dim: int, obs_shape: tuple[int, ...], hidden: int) -> None:
-        super().__init__()
-        self.obs_shape = obs_shape
-        self.mlp = _mlp(feature_dim, hidden, math.prod(obs_shape), 2)
-
-    def forward(self, features: Tensor) -> Tensor:
-        return self.mlp(features).view(-1, *self.obs_shape)
-
-
-class RewardHead(nn.Module):
-    """`mlp`: [Linear -> LayerNorm -> SiLU] x2 -> Linear(hidden, N) (N = 1 without two-hot);
-    buffer `bins` = linspace(bin_min, bin_max, N) when two-hot. features [B, F] -> logits [B, N]."""
-
-    def __init__(self, feature_dim: int, hidden: int, use_twohot: bool, num_bins: int, lo: float, hi: float):
-        super().__init__()
-        self.use_twohot = use_twohot
-        if use_twohot:
-            self.register_buffer("bins", torch.linspace(lo, hi, num_bins))
-        self.mlp = _mlp(feature_dim, hidden, num_bins if use_twohot else 1, 3)
-
-    def forward(self, features: Tensor) -> Tensor:
-        return self.mlp(features)
-
-
-class ContinueHead(nn.Module):
-    """`mlp`: [Linear -> LayerNorm -> SiLU] x2 -> Linear(hidden, 1). features [B, F] -> logit [B, 1]."""
-
-    def __init__(self, feature_dim: int, hidden: int) -> None:
-        super().__init__()
-        self.mlp = _mlp(feature_dim, hidden, 1, 3)
-
-    def forward(self, features: Tensor) -> Tensor:
-        return self.mlp(features)
-
-
-class RSSM(nn.Module):
-    """`gru` GRUCell(S*K + A -> D); `prior_net` D -> hidden -> S*K; `posterior_net` (D + E) -> hidden -> S*K."""
-
-    def __init__(self, embed_dim: int, action_dim: int, deter: int, discrete: int, classes: int, hidden: int):
-        super().__init__()
-        self.deter_dim, self.discrete, self.classes = deter, discrete, classes
-        stoch_dim = discrete * classes
-        self.gru = nn.GRUCell(stoch_dim + action_dim, deter)
-        self.prior_net = _mlp(deter, hidden, stoch_dim, 2)
-        self.posterior_net = _mlp(deter + embed_dim, hidden, stoch_dim, 2)
-
-    def initial_state(self, batch_size: int, device: torch.device | None = None) -> State:
-        """deter zeros [B, D]; stoch one-hot on class 0 [B, S, K]."""
-        stoch = torch.zeros(batch_size, self.discrete, self.classes, device=device)
-        stoch[..., 0] = 1.0
-        return {"deter": torch.zeros(batch_size, self.deter_dim, device=device), "stoch": stoch}
-
-    def _deter_and_prior(self, state: State, action: Tensor) -> tuple[Tensor, Tensor]:
-        z_flat = _stabilize(state["stoch"].flatten(start_dim=1), _INF_CLAMP)
-        action = _stabilize(action, _INF_CLAMP)
-        gru_input = _stabilize(torch.cat([z_flat, action], dim=-1), _INF_CLAMP)
-        deter = _stabilize(self.gru(gru_input, state["deter"]), _INF_CLAMP)
-        prior_logits = self.prior_net(deter).view(-1, self.discrete, self.classes)
-        return deter, _stabilize(prior_logits, _LOGIT_CLAMP)
-
-    def prior_step(self, state: State, action: Tensor, sampling: str) -> State:
-        """Prior (imagination) step: state, action [B, A] -> state with `logits` = `prior_logits`."""
-        deter, prior_logits = self._deter_and_prior(state, action)
-        stoch = sample_categorical(prior_logits, sampling)
-        return {"deter": deter, "stoch": stoch, "logits": prior_logits, "prior_logits": prior_logits}
-
-    def posterior_step(self, state: State, action: Tensor, embed: Tensor, sampling: str) -> State:
-        """Posterior step: state, action [B, A], embed [B, E] -> state with `logits` = `posterior_logits`."""
-        embed = _stabilize(embed, _INF_CLAMP)
-        deter, prior_logits = self._deter_and_prior(state, action)
-        post_input = _stabilize(torch.cat([deter, embed], dim=-1), _INF_CLAMP)
-        post_logits = self.posterior_net(post_input).view(-1, self.discrete, self.classes)
-        post_logits = _stabilize(post_logits, _LOGIT_CLAMP)
-        stoch = sample_categorical(post_logits, sampling)
-        return {
-            "deter": deter,
-            "stoch": stoch,
-            "logits": post_logits,
-            "prior_logits": prior_logits,
-            "posterior_logits": post_logits,
-        }
 
 
 class RolloutOutput(NamedTuple):
@@ -335,6 +126,7 @@ class TorchDreamerV3(nn.Module):
         self.reward_head = RewardHead(
             feature_dim,
             hidden,
+            self.use_symlog,
             self.use_twohot,
             int(cfg.get("reward_num_bins", 255)),
             float(cfg.get("reward_bin_min", -20.0)),
@@ -347,7 +139,7 @@ class TorchDreamerV3(nn.Module):
 
     def initial_state(self, batch_size: int) -> State:
         """deter zeros [B, D]; stoch one-hot on class 0 [B, S, K]."""
-        return self.rssm.initial_state(batch_size, self._device_tracker.device)
+        return self.rssm.initial_tensors(batch_size, self._device_tracker.device)
 
     def _zero_action(self, batch_size: int, like: Tensor) -> Tensor:
         return torch.zeros(batch_size, self.action_dim, device=like.device)
@@ -356,20 +148,20 @@ class TorchDreamerV3(nn.Module):
         """obs [B, *obs_shape] -> posterior state from the initial state with a zero action."""
         embed = self.encoder(obs)
         batch = obs.shape[0]
-        initial = self.rssm.initial_state(batch, obs.device)
-        return self.rssm.posterior_step(initial, self._zero_action(batch, obs), embed, sampling)
+        initial = self.rssm.initial_tensors(batch, obs.device)
+        return self.rssm.posterior_tensors(initial, self._zero_action(batch, obs), embed, sampling)
 
     def transition(self, state: State, action: Tensor | None, sampling: str = "sample") -> State:
         """Prior step: state, action [B, A] (zeros if None) -> next state."""
         if action is None:
             action = self._zero_action(state["deter"].shape[0], state["deter"])
-        return self.rssm.prior_step(state, action, sampling)
+        return self.rssm.prior_tensors(state, action, sampling)
 
     def update(self, state: State, action: Tensor | None, obs: Tensor, sampling: str = "sample") -> State:
         """Posterior step: state, action [B, A] (zeros if None), obs [B, *obs_shape] -> next state."""
         if action is None:
             action = self._zero_action(obs.shape[0], obs)
-        return self.rssm.posterior_step(state, action, self.encoder(obs), sampling)
+        return self.rssm.posterior_tensors(state, action, self.encoder(obs), sampling)
 
     @staticmethod
     def features(state: State) -> Tensor:

@@ -100,6 +100,7 @@ _EXPORTS: dict[str, str] = {
     # Protocol/registry
     "WorldModel": "worldflux.core.model:WorldModel",
     "OfficialBackendHandle": "worldflux.training.delegated:OfficialBackendHandle",
+    "resolve_backend_execution": "worldflux.execution:resolve_backend_execution",
     "JobHandle": "worldflux.training.delegated:JobHandle",
     "JobStatus": "worldflux.training.delegated:JobStatus",
     "WorldModelRegistry": "worldflux.core.registry:WorldModelRegistry",
@@ -123,6 +124,8 @@ _EXPORTS: dict[str, str] = {
 
 # Deprecated top-level names: name -> "module:attribute" (importable with a DeprecationWarning).
 _DEPRECATED: dict[str, str] = {
+    "PluginManifest": "worldflux.core.registry:PluginManifest",
+    "RolloutEngine": "worldflux.core.interfaces:RolloutEngine",
     "first_action": "worldflux.core.payloads:first_action",
     "is_namespaced_extra_key": "worldflux.core.payloads:is_namespaced_extra_key",
     "DiTSkeletonConfig": f"{_CONFIG}:DiTSkeletonConfig",
@@ -140,7 +143,7 @@ _DEPRECATED: dict[str, str] = {
 # Subpackages that attribute access imports (``worldflux.core``), when they exist.
 _SUBPACKAGES = ("core", "training", "agents", "execution", "verify", "cloud")
 
-__all__ = list(_EXPORTS)
+__all__ = [*_EXPORTS, "execution"]  # the reference lists the `execution` subpackage in its Simple API group
 
 
 def _resolve(target: str) -> Any:

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from worldflux.core.components import COMPONENT_SLOTS, apply_component_overrides
 from worldflux.core.config import (
     CONFIG_REGISTRY,
     FAMILY_ALIASES,
@@ -67,20 +68,6 @@ SUBPROCESS_BACKENDS = {
     "worldflux_dreamerv3_jax_subprocess": "dreamerv3:official_xl",
     "official_tdmpc2_torch_subprocess": "tdmpc2:proof_5m",
 }
-
-COMPONENT_SLOTS = (
-    "observation_encoder",
-    "action_conditioner",
-    "dynamics_model",
-    "decoder",
-    "decoder_module",
-    "rollout_executor",
-    "rollout_engine",
-)
-
-# Slot name -> model attribute, where they differ (for models without set_component).
-_SLOT_ATTRIBUTES = {"decoder": "decoder_module"}
-
 
 _CONFIG_ONLY = " (configuration only in worldflux-jax: a placeholder family, see docs/decisions.md)"
 
@@ -360,27 +347,6 @@ def _check_mapping(name: str, value: Any) -> None:
         raise ConfigurationError(f"{name} must be a dict, got {type(value).__name__}")
 
 
-def _apply_component_overrides(model: Any, overrides: Mapping[str, Any]) -> None:
-    unknown = [slot for slot in overrides if slot not in COMPONENT_SLOTS]
-    if unknown:
-        raise ConfigurationError(
-            f"Unknown component slot(s) {unknown}. Accepted slots: {list(COMPONENT_SLOTS)}."
-        )
-    setter = getattr(model, "set_component", None)
-    for slot, component in overrides.items():
-        if callable(setter):
-            setter(slot, component)
-            continue
-        # Models without set_component expose their slots as attributes ("decoder" is "decoder_module").
-        attribute = slot if hasattr(model, slot) else _SLOT_ATTRIBUTES.get(slot, slot)
-        if not hasattr(model, attribute):
-            raise ConfigurationError(
-                f"{type(model).__name__} does not accept component overrides for slot '{slot}' (it has neither "
-                f"set_component(slot, component) nor a '{attribute}' attribute)."
-            )
-        setattr(model, attribute, component)
-
-
 def _validate_model(model: Any) -> None:
     validate = getattr(model, "validate", None)
     if not callable(validate):
@@ -482,7 +448,7 @@ def create_world_model(
         )
 
     if component_overrides:
-        _apply_component_overrides(world_model, component_overrides)
+        apply_component_overrides(world_model, component_overrides)
     _validate_model(world_model)
     for name, value in (("_wf_api_version", api_version), ("_wf_backend", NATIVE_BACKEND), ("_wf_model_id", resolved)):
         try:

@@ -117,6 +117,8 @@ __all__ = [
     "BufferError",
     "ValidationError",
     "CapabilityError",
+    # Registry (lazy)
+    "PluginManifest",
     # Config (lazy)
     "LatentType",
     "DynamicsType",
@@ -171,6 +173,8 @@ _LAZY: dict[str, str] = {
         )
     },
     "WorldModel": "worldflux.core.model:WorldModel",
+    "PluginManifest": "worldflux.core.plugins:PluginManifest",
+    "RolloutEngine": "worldflux.core.interfaces:RolloutEngine",  # importable, not in __all__ (as the reference)
     "ComponentSpec": "worldflux.core.interfaces:ComponentSpec",
     "ObservationEncoder": "worldflux.core.interfaces:ObservationEncoder",
     "AsyncObservationEncoder": "worldflux.core.interfaces:AsyncObservationEncoder",

@@ -36,6 +36,7 @@ __all__ = [
     "Decoder",
     "DynamicsModel",
     "ObservationEncoder",
+    "RolloutEngine",
     "RolloutExecutor",
     "ensure_async_decoder",
     "ensure_async_dynamics_model",
@@ -97,6 +98,23 @@ class AsyncDecoder(Protocol):
 class RolloutExecutor(Protocol):
     def rollout_open_loop(
         self, model: Any, initial_state: State, actions: Any, conditions: Any = None, deterministic: bool = False
+    ) -> Any: ...
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    """Deprecated predecessor of ``RolloutExecutor`` (the ``model.rollout_engine`` slot, kept from v0.2):
+    ``rollout(model, initial_state, action_sequence, conditions=None, deterministic=False, mode="autoregressive")``.
+    ``worldflux.core.rollout.TransitionDecodeRollout`` implements both protocols."""
+
+    def rollout(
+        self,
+        model: Any,
+        initial_state: State,
+        action_sequence: Any,
+        conditions: Any = None,
+        deterministic: bool = False,
+        mode: str = "autoregressive",
     ) -> Any: ...
 
 

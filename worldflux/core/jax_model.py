@@ -21,41 +21,29 @@ Checkpoints (``save_pretrained`` / ``from_pretrained``, inherited) use the refer
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
-import json
 import math
 import threading
 import warnings
-import weakref
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 from torch import Tensor
 
-from worldflux.interop import (
-    array_kind,
-    cpu_to_torch,
-    infer_kind,
-    to_jit_input,
-    to_kind,
-    to_numpy,
-    to_torch,
-    tree_to_kind,
-)
+from worldflux.interop import cpu_to_torch, infer_kind, to_kind, to_torch
 from worldflux_jax.distributions import SAMPLINGS
-from worldflux_jax.torch_layout import StateDictError
 
-from .batch import Batch
-from .exceptions import CheckpointError, ShapeMismatchError
-from .model import _ROLLOUT_MODE_MESSAGE, IncompatibleKeys, WorldModel
-from .output import DeferredLossOutput, LossOutput, ModelOutput
+from .exceptions import ShapeMismatchError
+from .jax_io import JaxIOMixin, _key_order, loss_scalars
+from .jax_runtime import _compiled_for, _torch_device, resolve_jax_device
+from .jax_runtime import _key_from_data as _key_from_data  # imported from here by the model modules
+from .model import _ROLLOUT_MODE_MESSAGE, WorldModel
+from .output import ModelOutput
 from .payloads import ActionPayload, ActionSequence, ConditionPayload, WorldModelInput, normalize_planned_action
 from .spec import Capability, ModelIOContract, contract_fingerprint
 from .state import State
@@ -63,90 +51,13 @@ from .trajectory import DeferredTrajectory, Trajectory
 
 __all__ = ["JaxWorldModel", "loss_scalars", "resolve_jax_device"]
 
-# ------------------------------------------------------------------------------------------------ devices
-
-
-def resolve_jax_device(device: Any) -> jax.Device:
-    """Map a torch-style device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``torch.device``), ``"auto"``/``"gpu"``
-    or a ``jax.Device`` to a JAX device.
-
-    Raises:
-        ValueError: the device type is unknown, or JAX sees no such device (the message lists what JAX sees).
-    """
-    if isinstance(device, jax.Device):
-        return device
-    name = str(device if device is not None else "cpu").strip().lower()
-    kind, _, index_text = name.partition(":")
-    try:
-        index = int(index_text) if index_text else 0
-    except ValueError as exc:
-        raise ValueError(f"Invalid device {device!r}: the index after ':' must be an integer") from exc
-    if kind == "auto":
-        kind = "cuda" if _jax_backend_devices("gpu") else "cpu"
-    if kind == "cpu":
-        return _jax_backend_devices("cpu")[0]
-    if kind in ("cuda", "gpu"):
-        gpus = _jax_backend_devices("gpu")
-        if index < len(gpus):
-            return gpus[index]
-        raise ValueError(
-            f"Cannot place the model on device {str(device)!r}: JAX sees {len(gpus)} GPU(s); its devices are "
-            f"{[str(d) for d in jax.devices()]}. Install a CUDA-enabled jax (pip install 'jax[cuda12]') or use "
-            "device='cpu'."
-        )
-    raise ValueError(
-        f"Unsupported device {str(device)!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto' "
-        f"(JAX devices: {[str(d) for d in jax.devices()]})"
-    )
-
-
-def _jax_backend_devices(backend: str) -> list[jax.Device]:
-    try:
-        return list(jax.devices(backend))
-    except RuntimeError:
-        return []
-
-
-def _torch_device(device: jax.Device) -> torch.device:
-    return torch.device("cpu") if device.platform == "cpu" else torch.device("cuda", device.id)
-
-
-def _key_from_data(key_data: jax.Array) -> jax.Array:
-    """A typed PRNG key from the raw threefry key data ``uint32[2]`` that ``_next_key`` draws."""
-    return jax.random.wrap_key_data(key_data, impl="threefry2x32")
-
-
-class _Compiled:
-    """What the models of one class and config share: the core object, the jitted functions keyed by
-    ``(name, static flags)`` and how often each name was traced. Freed with the last such model."""
-
-    __slots__ = ("__weakref__", "core", "functions", "trace_counts")
-
-    def __init__(self, core: Any) -> None:
-        self.core = core
-        self.functions: dict[tuple[Any, ...], Callable[..., Any]] = {}
-        self.trace_counts: collections.Counter[str] = collections.Counter()
-
-
-_COMPILED: weakref.WeakValueDictionary[tuple[str, str], _Compiled] = weakref.WeakValueDictionary()
-_COMPILED_LOCK = threading.Lock()
-
-
-def _compiled_for(model_cls: type, config: Any, make_core: Callable[[Any], Any]) -> _Compiled:
-    name = f"{model_cls.__module__}.{model_cls.__qualname__}"
-    key = (name, json.dumps(config.to_dict(), sort_keys=True, default=str))
-    with _COMPILED_LOCK:
-        compiled = _COMPILED.get(key)
-        if compiled is None:
-            compiled = _Compiled(make_core(config))
-            _COMPILED[key] = compiled
-    return compiled
-
+# Devices and the compile cache live in `jax_runtime`, the array boundary in `jax_io`; the names other modules
+# import from here stay importable from here.
 
 # ------------------------------------------------------------------------------------------------ model
 
 
-class JaxWorldModel(WorldModel):
+class JaxWorldModel(JaxIOMixin, WorldModel):
     """A ``WorldModel`` whose parameters live in JAX and whose steps run as compiled JAX functions (the bundled
     DreamerV3 and TD-MPC2). Still a ``torch.nn.Module`` (the open base class), but it registers no torch
     parameters: ``parameters()`` / ``named_parameters()`` are read-only torch views of the JAX leaves and
@@ -392,63 +303,6 @@ class JaxWorldModel(WorldModel):
         """Number of trainable scalars (``params`` only; TD-MPC2's target ensemble is not counted)."""
         return int(sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(self.params)))
 
-    # -- state dicts ----------------------------------------------------------------------------------
-    def state_dict(self) -> collections.OrderedDict[str, torch.Tensor]:
-        """The reference ``state_dict``: torch tensors (fresh CPU copies) in the reference names and layouts,
-        buffers included (``_device_tracker``; DreamerV3 ``reward_head.bins``; TD-MPC2 aliases sharing
-        storage with their canonical tensors and the ``_target_q_ensemble.*`` copy)."""
-        arrays = self._state_dict_arrays()
-        out: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
-        seen: dict[int, torch.Tensor] = {}
-        for name, value in arrays.items():
-            tensor = seen.get(id(value))
-            if tensor is None:
-                tensor = torch.from_numpy(np.array(value, dtype=np.float32, copy=True))
-                seen[id(value)] = tensor
-            out[name] = tensor
-        return out
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
-        """Load a reference-layout state dict (torch tensors or numpy/JAX arrays).
-
-        With ``strict=True`` every key of ``state_dict()`` must be present (buffers may be omitted) and none
-        may be unknown. With ``strict=False`` missing tensors keep their current values and unknown keys are
-        ignored. Shapes must always match.
-
-        Returns:
-            ``IncompatibleKeys(missing_keys, unexpected_keys)``.
-
-        Raises:
-            CheckpointError: naming the missing, unexpected or mis-shaped tensors.
-        """
-        if not isinstance(state_dict, Mapping):
-            raise CheckpointError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
-        required, optional = self._state_dict_keys()
-        known = set(required) | set(optional)
-        unexpected = sorted(k for k in state_dict if k not in known)
-        missing = sorted(k for k in required if k not in state_dict)
-        if strict and (missing or unexpected):
-            problems = []
-            if missing:
-                problems.append(f"missing keys {missing}")
-            if unexpected:
-                problems.append(f"unexpected keys {unexpected}")
-            raise CheckpointError(f"State dict does not match {type(self).__name__}: " + "; ".join(problems))
-        provided = {k: _host_array(k, v) for k, v in state_dict.items() if k in known}
-        if missing:
-            merged: dict[str, Any] = dict(self._state_dict_arrays())
-            merged.update(provided)
-            self._complete_state_dict(merged, set(provided))
-        else:
-            merged = provided
-        try:
-            params, extras = self._params_from_state_dict(merged)
-        except StateDictError as exc:
-            raise CheckpointError(str(exc)) from exc
-        self.params = jax.device_put(params, self._device)
-        self.extras = None if extras is None else jax.device_put(extras, self._device)
-        return IncompatibleKeys(missing, unexpected)
-
     def io_contract(self) -> ModelIOContract:
         """Return runtime I/O contract (built from the config; cached)."""
         contract = self.__dict__.get("_contract")
@@ -470,84 +324,6 @@ class JaxWorldModel(WorldModel):
         if expected != got:
             errors.append("params do not match the architecture of the config")
             suggestions.append("Load weights with load_state_dict() / from_pretrained() instead of assigning params.")
-
-    # -- array conversion helpers ---------------------------------------------------------------------
-    def _jax_in(self, x: Any, dtype: Any = None) -> jax.Array | np.ndarray:
-        """`x` as an argument of the jitted functions on the model's device, without copying CPU memory
-        (``worldflux.interop.to_jit_input``)."""
-        return to_jit_input(x, dtype=dtype, device=self._device)
-
-    def _observation(self, obs: Any) -> Any:
-        """The "obs" array of a tensor, a dict with "obs" or a ``WorldModelInput``."""
-        if isinstance(obs, WorldModelInput):
-            if "obs" not in obs.observations:
-                raise ValueError(
-                    f"WorldModelInput.observations must contain 'obs' for {type(self).__name__}, "
-                    f"got keys {sorted(obs.observations)}"
-                )
-            return obs.observations["obs"]
-        if isinstance(obs, Mapping):
-            if "obs" not in obs:
-                raise ValueError(f"Observation dict must contain the key 'obs', got keys {sorted(obs)}")
-            return obs["obs"]
-        if obs is None:
-            raise ValueError("obs must be a tensor, a dict with 'obs' or a WorldModelInput, got None")
-        return obs
-
-    def _check_obs(self, obs: Any, leading: int, what: str = "obs") -> None:
-        """Check ``obs.shape == (*leading axes, *obs_shape)`` (subclasses may relax it)."""
-        expected = tuple(self.config.obs_shape)
-        got = tuple(obs.shape)
-        if len(got) != leading + len(expected) or got[leading:] != expected:
-            axes = "B, T" if leading == 2 else "B"
-            raise ShapeMismatchError(f"{what} must have shape ({axes}, *{expected})", expected=expected, got=got)
-
-    def _state_in(self, state: State) -> tuple[dict[str, jax.Array], str]:
-        """The jitted functions' input state ``{key: array}`` (required keys only) and the state's kind."""
-        if not isinstance(state, State):
-            raise TypeError(f"state must be a State, got {type(state).__name__}")
-        self.validate_state_contract(state)
-        tensors = state.tensors
-        keys = self.io_contract().required_state_keys
-        arrays = {k: self._jax_in(tensors[k], np.float32) for k in keys}
-        # The contract check above guarantees a first tensor; its kind is the state's.
-        return arrays, array_kind(next(iter(tensors.values()))) or infer_kind(state)
-
-    def _state_out(self, arrays: Mapping[str, Any], kind: str) -> State:
-        return State(tensors=self._kind_out(self._ordered(arrays, "state"), kind), meta=dict(self._state_meta))
-
-    def _kind_out(self, values: dict[str, Any], kind: str) -> dict[str, Any]:
-        """``tree_to_kind`` of a dict of this model's jitted outputs (JAX arrays on the model's device take the
-        direct CPU path to torch)."""
-        if kind == "torch" and self._device.platform == "cpu":
-            return {
-                k: cpu_to_torch(v) if isinstance(v, jax.Array) else tree_to_kind(v, kind) for k, v in values.items()
-            }
-        return tree_to_kind(values, kind)
-
-    def _ordered(self, values: Mapping[str, Any], what: str) -> dict[str, Any]:
-        """`values` with keys in the reference's order for `what` (jitted outputs come back sorted)."""
-        return {k: values[k] for k in _key_order(self._KEY_ORDER.get(what, ()), tuple(values))}
-
-    def _action_in(self, action: Any, state: Mapping[str, Any]) -> jax.Array | np.ndarray | None:
-        """The validated action array for a step from `state` (None for no action).
-
-        Raises:
-            ValidationError: the action does not fit the contract.
-            ShapeMismatchError: its leading (batch) axis differs from the state's.
-        """
-        tensor = self.action_tensor_or_none(action)
-        if tensor is None:
-            return None
-        batch = int(next(iter(state.values())).shape[0])
-        shape = tuple(tensor.shape)
-        if not shape or shape[0] != batch:
-            raise ShapeMismatchError(
-                f"action must have a leading batch axis of size {batch} (the state's batch size)",
-                expected=(batch, self.config.action_dim),
-                got=shape,
-            )
-        return self._jax_in(tensor)
 
     # -- the documented API ---------------------------------------------------------------------------
     def initial_state(self, batch_size: int, device: Any = None, *, array_kind: str = "torch") -> State:
@@ -715,95 +491,6 @@ class JaxWorldModel(WorldModel):
             )
         return self._jax_in(action_sequence), action_sequence
 
-    def _loss_output(
-        self, total: jax.Array, components: Mapping[str, jax.Array], scalars: jax.Array, kind: str
-    ) -> LossOutput:
-        """``LossOutput`` in `kind`, produced when first read (see ``DeferredLossOutput``); ``metrics`` are
-        Python floats.
-
-        Args:
-            total: the loss, a scalar array.
-            components: the named loss terms, scalar arrays.
-            scalars: ``[1 + len(components)]``, `total` then the components in sorted key order, from the same
-                jitted call (``loss_scalars``): the host fetches this one vector instead of one array per term.
-            kind: the array kind of the returned ``loss`` and ``components``.
-        """
-        components = self._ordered(components, "loss")
-        names = sorted(components)
-        if kind == "torch" and self._device.platform == "cpu":
-            # The host vector as one tensor: the loss and each term are views of it, instead of a conversion
-            # per scalar.
-            vector = functools.cache(lambda: cpu_to_torch(scalars, track_origin=False))
-
-            def loss() -> Any:
-                return vector()[0]
-
-            def terms() -> dict[str, Any]:
-                by_name = dict(zip(names, vector().unbind(0)[1:], strict=True))
-                return {k: by_name[k] for k in components}
-
-            host = vector
-        else:
-            # A CPU array reads as a host view; jax.device_get's tree handling costs 5x more per call.
-            on_cpu = self._device.platform == "cpu"
-
-            def loss() -> Any:
-                return to_kind(total, kind)
-
-            def terms() -> dict[str, Any]:
-                return tree_to_kind(components, kind)
-
-            def host() -> Any:
-                return np.asarray(scalars) if on_cpu else np.asarray(jax.device_get(scalars))
-
-        def metrics() -> dict[str, float]:
-            values = dict(zip(names, host()[1:].tolist(), strict=True))
-            return {k: values[k] for k in components}
-
-        return DeferredLossOutput(loss, terms, metrics)
-
-    def _batch_in(self, batch: Batch | Mapping[str, Any], required: tuple[str, ...]) -> tuple[dict[str, Any], str]:
-        """The legacy fields of `batch` (a ``Batch`` or dict) named in `required` (plus terminations when
-        present), with dict observations reduced to their "obs" entry."""
-        if not isinstance(batch, Batch) and isinstance(batch, Mapping):
-            batch = Batch(**batch)
-        if not isinstance(batch, Batch):
-            raise TypeError(f"batch must be a Batch or a dict, got {type(batch).__name__}")
-        fields = {
-            "obs": batch.obs if batch.obs is not None else batch.inputs.get("obs"),
-            "actions": batch.actions if batch.actions is not None else batch.inputs.get("actions"),
-            "rewards": batch.rewards if batch.rewards is not None else batch.targets.get("rewards"),
-            "terminations": (
-                batch.terminations if batch.terminations is not None else batch.targets.get("terminations")
-            ),
-        }
-        if isinstance(fields["obs"], Mapping):
-            if "obs" not in fields["obs"]:
-                raise ValueError(f"Batch obs dict must contain 'obs', got keys {sorted(fields['obs'])}")
-            fields["obs"] = fields["obs"]["obs"]
-        missing = [k for k in required if fields[k] is None]
-        if missing:
-            raise ValueError(
-                f"{type(self).__name__}.loss requires batch fields {list(required)}; missing: {missing}"
-            )
-        obs = fields["obs"]
-        self._check_obs(obs, 2, "batch.obs")
-        b, t = int(obs.shape[0]), int(obs.shape[1])
-        for name in ("rewards", "terminations"):
-            value = fields[name]
-            if value is not None and tuple(value.shape) != (b, t):
-                raise ShapeMismatchError(
-                    f"batch.{name} must have shape (B, T)", expected=(b, t), got=tuple(value.shape)
-                )
-        actions = fields["actions"]
-        if tuple(actions.shape[:2]) != (b, t):
-            raise ShapeMismatchError(
-                "batch.actions must have shape (B, T, A)", expected=(b, t), got=tuple(actions.shape)
-            )
-        self._validate_action_tensor(actions)
-        kind = array_kind(obs) or "torch"
-        return {k: None if v is None else self._jax_in(v) for k, v in fields.items()}, kind
-
     # -- array-level steps (subclasses) ---------------------------------------------------------------
     @abstractmethod
     def _encode(self, obs: jax.Array, deterministic: bool) -> Mapping[str, jax.Array]: ...
@@ -838,7 +525,6 @@ class JaxWorldModel(WorldModel):
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-# ------------------------------------------------------------------------------------------------ helpers
 def _initial_arrays(core: Any, *, batch_size: int) -> dict[str, jax.Array]:
     return dict(core.initial_state(batch_size))
 
@@ -847,34 +533,10 @@ def _path_name(entry: Any) -> str:
     return str(getattr(entry, "key", getattr(entry, "idx", entry)))
 
 
-def _host_array(name: str, value: Any) -> np.ndarray:
-    try:
-        return np.asarray(to_numpy(value), dtype=np.float32)
-    except Exception as exc:  # noqa: BLE001 - anything that is not an array of numbers
-        raise CheckpointError(f"State dict entry {name!r} is not a numeric tensor ({type(value).__name__})") from exc
-
-
 def _unstack(x: Any) -> Sequence[Any]:
     """The ``x[t]`` views of an array ``[T, ...]`` (torch: one ``unbind`` call instead of T indexings)."""
     return x.unbind(0) if isinstance(x, torch.Tensor) else list(x)
 
 
-def loss_scalars(
-    total: jax.Array, components: Mapping[str, jax.Array]
-) -> tuple[jax.Array, Mapping[str, jax.Array], jax.Array]:
-    """``(total, components, [total, *components in sorted key order])`` for a jitted loss function: the
-    stacked float32 vector is what ``WorldModel._loss_output`` fetches to the host in one transfer."""
-    values = [total, *(components[k] for k in sorted(components))]
-    return total, components, jnp.stack([jnp.asarray(v, jnp.float32).reshape(()) for v in values])
-
-
 def _none() -> None:
     return None
-
-
-@functools.lru_cache(maxsize=256)
-def _key_order(reference: tuple[str, ...], keys: tuple[str, ...]) -> tuple[str, ...]:
-    """`keys` in the `reference` order, keys it does not name last in sorted order."""
-    ranked = {k: i for i, k in enumerate(reference)}
-    return tuple(sorted(keys, key=lambda k: (ranked.get(k, len(ranked)), k)))
-

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from .api import train
 from .backend import ExecutionDelegatingBackend, LocalBackend, TrainingBackend
-from .callbacks import Callback, CheckpointCallback, LoggingCallback
+from .callbacks import (
+    Callback,
+    CheckpointCallback,
+    DiagnosisCallback,
+    HeartbeatCallback,
+    LoggingCallback,
+    TrainingReportCallback,
+)
 from .config import TrainingConfig
 from .data import (
     PrefetchBatchProvider,
@@ -20,7 +27,10 @@ from .data import (
 )
 from .delegated import JobHandle, JobStatus, OfficialBackendHandle
 from .distributed import DDPTrainer, build_launch_config
+from .profiling import PerformanceMonitor, TorchProfilerWrapper
 from .replay_backends import MemoryReplayBackend, ParquetReplayBackend, ReplayBackend
+from .report import HealthSignal, LossCurveSummary, TrainingReport
+from .scheduling import LocalClock, RatioUpdateScheduler
 from .trainer import Trainer
 
 __all__ = [
@@ -38,6 +48,16 @@ __all__ = [
     "Callback",
     "LoggingCallback",
     "CheckpointCallback",
+    "HeartbeatCallback",
+    "DiagnosisCallback",
+    "TrainingReportCallback",
+    "TrainingReport",
+    "HealthSignal",
+    "LossCurveSummary",
+    "LocalClock",
+    "RatioUpdateScheduler",
+    "PerformanceMonitor",
+    "TorchProfilerWrapper",
     "TrainingBackend",
     "LocalBackend",
     "ExecutionDelegatingBackend",

@@ -10,6 +10,9 @@ reference's contract: it requires ``TrainingConfig.use_ddp=True`` and more than 
   ``world_size`` = the number of devices the mesh spans (``num_processes`` x local devices when a coordinator
   is configured, else the devices of the resolved platform; 1 when not enabled); ``device`` =
   ``config.resolve_device()``.
+* ``FSDPTrainer`` (fully sharded parameters) is planned, not provided: constructing one raises a
+  ``ConfigurationError`` that points to ``DDPTrainer`` (see ``docs/decisions.md``). It is importable from here
+  only, not from ``worldflux.training``, as in the reference.
 * Multi-host: set ``coordinator_address``, ``num_processes`` and ``process_id`` on every process (or none of
   them inside SLURM / Open MPI / a TPU pod: JAX detects the cluster); each process then samples its own
   ``batch_size / num_processes`` rows.
@@ -29,7 +32,7 @@ from .callbacks import Callback
 from .config import TrainingConfig
 from .trainer import Trainer
 
-__all__ = ["DDPTrainer", "build_launch_config"]
+__all__ = ["DDPTrainer", "FSDPTrainer", "build_launch_config"]
 
 
 def _enabled(config: TrainingConfig) -> bool:
@@ -103,3 +106,17 @@ class DDPTrainer(Trainer):
         super().__init__(model, config, callbacks=callbacks, optimizer=optimizer, scheduler=scheduler)
         if self.mesh is None:
             raise ConfigurationError("DDPTrainer could not build a data-parallel device mesh")
+
+
+class FSDPTrainer:
+    """Planned fully-sharded data-parallel trainer (reference placeholder, planned for v0.4.0).
+
+    Raises:
+        ConfigurationError: always; use ``DDPTrainer`` (data parallel over every device, parameters replicated).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise ConfigurationError(
+            "FSDPTrainer (fully sharded parameters) is planned for v0.4.0 and not available; use "
+            "DDPTrainer(model, TrainingConfig(use_ddp=True)) for data-parallel training on several devices or hosts"
+        )

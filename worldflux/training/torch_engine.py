@@ -47,7 +47,7 @@ from worldflux.core.exceptions import CheckpointError, ConfigurationError, Train
 from worldflux.core.output import LossOutput
 from worldflux.core.safe_io import write_json_atomic
 
-from .callbacks import Callback, CallbackList, CheckpointCallback, LoggingCallback
+from .callbacks import Callback, CallbackList, CheckpointCallback, default_callbacks
 from .config import TrainingConfig
 from .guards import check_train_steps, prepare_output_dir
 from .trainer import Trainer, TrainingState
@@ -196,12 +196,7 @@ class TorchTrainer(Trainer):
         self.autocast_dtype = torch.bfloat16 if config.mixed_precision_dtype == "bfloat16" else torch.float16
         use_scaler = config.mixed_precision and self.device.type == "cuda" and self.autocast_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        self.callbacks = CallbackList(
-            [
-                LoggingCallback(log_interval=config.log_interval),
-                CheckpointCallback(save_interval=config.save_interval, output_dir=config.output_dir),
-            ]
-        )
+        self.callbacks = CallbackList(default_callbacks(config))
         for callback in callbacks or []:
             self.callbacks.append(callback)
         self._output_lock = prepare_output_dir(config.output_dir, owner=self)  # one writer per output_dir

@@ -91,7 +91,7 @@ from worldflux_jax.parallel import (
 )
 from worldflux_jax.step import HALT_KEY, TrainState, init_guard, replicate
 
-from .callbacks import Callback, CallbackList, CheckpointCallback, LoggingCallback
+from .callbacks import Callback, CallbackList, CheckpointCallback, default_callbacks
 from .checkpoint import CHECKPOINT_SCHEMA_VERSION, CheckpointSnapshot, CheckpointWriter, restore_checkpoint
 from .config import TrainingConfig
 from .feed import BatchFeed, DataStream
@@ -397,12 +397,7 @@ class Trainer:
         self.custom_optimizer = optimizer is not None
         self.custom_scheduler = scheduler is not None
         self.scheduler = scheduler if scheduler is not None else build_schedule(config)
-        self.callbacks = CallbackList(
-            [
-                LoggingCallback(log_interval=config.log_interval),
-                CheckpointCallback(save_interval=config.save_interval, output_dir=config.output_dir),
-            ]
-        )
+        self.callbacks = CallbackList(default_callbacks(config))
         for callback in callbacks or []:
             self.callbacks.append(callback)
 

@@ -5,6 +5,7 @@ process reads a job's status from disk."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -126,3 +127,35 @@ def test_configuration_errors(tmp_path: Path, data: str) -> None:
         Trainer(OfficialBackendHandle("jax", "dreamerv3:ci"), TrainingConfig(output_dir=str(tmp_path))).submit()
     with pytest.raises(ConfigurationError, match="Unknown job"):
         trainer.status("jax-missing")
+
+
+def test_real_training_script_completes_with_a_loadable_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real ``python -m worldflux_jax.train`` (not the stand-in) through ``Trainer(handle, config).submit()``."""
+    import torch
+
+    from worldflux import create_world_model
+
+    monkeypatch.delenv(TRAIN_COMMAND_ENV, raising=False)
+    # the job runs `python -m worldflux_jax.train` from this checkout, also when the package is not installed
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+    rng = np.random.default_rng(0)
+    buffer = ReplayBuffer(capacity=256, obs_shape=(4,), action_dim=2)
+    for _ in range(4):
+        buffer.add_episode(rng.standard_normal((40, 4)).astype(np.float32),
+                           rng.uniform(-1, 1, (40, 2)).astype(np.float32), rng.standard_normal(40).astype(np.float32))
+    data = tmp_path / "buffer.npz"
+    buffer.save(str(data))
+    config = TrainingConfig(total_steps=3, batch_size=4, sequence_length=8, save_interval=100, log_interval=1,
+                            output_dir=str(tmp_path / "out"), device="cpu")
+    trainer = Trainer(OfficialBackendHandle("jax", "tdmpc2:ci", {"data": str(data)}), config)
+    handle = trainer.submit()
+    lines = list(trainer.logs(handle))  # streams until the job has ended
+    assert trainer.status(handle) is JobStatus.COMPLETED, "\n".join(lines[-20:])
+    model_dir = Path(handle.metadata["out_dir"]) / "model"
+    assert (model_dir / "model.safetensors").is_file()
+    model = create_world_model(str(model_dir))
+    assert model.config.obs_shape == (4,) and model.config.action_dim == 2
+    state = model.encode(torch.zeros(1, 4))
+    assert bool(torch.isfinite(state.tensors["latent"]).all())
