@@ -41,6 +41,7 @@ from worldflux.core.exceptions import ConfigurationError
 
 from .callbacks import Callback, CallbackList
 from .config import TrainingConfig
+from .guards import check_training_config
 from .job_supervisor import STATE_FILE, write_json
 from .trainer import Trainer, TrainingState
 
@@ -177,16 +178,7 @@ class DelegatedTrainer(Trainer):
         optimizer: Any = None,
         scheduler: Any = None,
     ) -> None:
-        config = config if config is not None else TrainingConfig()
-        if not isinstance(config, TrainingConfig):
-            raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
-        if config.model_overrides:
-            raise ConfigurationError(
-                "TrainingConfig.model_overrides is not applied by Trainer. Pass model overrides at model creation "
-                "time."
-            )
-        if config.ema_decay is not None:
-            raise ConfigurationError("TrainingConfig.ema_decay is not implemented yet. Set ema_decay=None.")
+        config = check_training_config(config)
         if model.backend not in KNOWN_BACKENDS:
             raise ConfigurationError(
                 f"Unknown delegated backend {model.backend!r} in OfficialBackendHandle; known backends: "

@@ -21,6 +21,23 @@ __all__ = ["check_train_steps", "prepare_output_dir"]
 _MAX_STEPS = 2**31 - 1  # the step counter of the compiled train state is int32
 
 
+def check_training_config(config: Any) -> Any:
+    """The ``TrainingConfig`` every trainer engine starts from (a default one for None); refuses what no
+    engine applies (``model_overrides``, ``ema_decay``) with the reference's messages."""
+    from .config import TrainingConfig
+
+    config = config if config is not None else TrainingConfig()
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    if config.model_overrides:
+        raise ConfigurationError(
+            "TrainingConfig.model_overrides is not applied by Trainer. Pass model overrides at model creation time."
+        )
+    if config.ema_decay is not None:
+        raise ConfigurationError("TrainingConfig.ema_decay is not implemented yet. Set ema_decay=None.")
+    return config
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 

@@ -45,11 +45,10 @@ from torch import nn
 from worldflux.core.batch import Batch, BatchRequest
 from worldflux.core.exceptions import CheckpointError, ConfigurationError, TrainingError, ValidationError
 from worldflux.core.output import LossOutput
-from worldflux.core.safe_io import write_json_atomic
 
 from .callbacks import Callback, CallbackList, CheckpointCallback, default_callbacks
 from .config import TrainingConfig
-from .guards import check_train_steps, prepare_output_dir
+from .guards import check_train_steps, check_training_config, prepare_output_dir
 from .trainer import Trainer, TrainingState
 
 __all__ = ["CHECKPOINT_SCHEMA_VERSION", "RUN_MANIFEST_SCHEMA", "TorchTrainer", "build_torch_optimizer"]
@@ -150,19 +149,10 @@ class TorchTrainer(Trainer):
         optimizer: Any = None,
         scheduler: Any = None,
     ) -> None:
-        config = config if config is not None else TrainingConfig()
-        if not isinstance(config, TrainingConfig):
-            raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
+        config = check_training_config(config)
         from worldflux.utils import set_seed
 
         set_seed(config.seed)
-        if config.model_overrides:
-            raise ConfigurationError(
-                "TrainingConfig.model_overrides is not applied by Trainer. Pass model overrides at model creation "
-                "time."
-            )
-        if config.ema_decay is not None:
-            raise ConfigurationError("TrainingConfig.ema_decay is not implemented yet. Set ema_decay=None.")
         if config.backend not in ("native_torch", "native_jax"):
             raise ConfigurationError(
                 f"TrainingConfig.backend={config.backend!r} is not available for local training; use 'native_torch'"
@@ -509,62 +499,15 @@ class TorchTrainer(Trainer):
 
     # ------------------------------------------------------------------ reporting
 
-    def runtime_profile(self) -> dict[str, float | None]:
-        """``ttfi_sec``, ``elapsed_sec`` and ``throughput_steps_per_sec`` of the latest ``train`` call."""
-        start = self.state.train_start_time
-        if start is None:
-            return {"ttfi_sec": None, "elapsed_sec": None, "throughput_steps_per_sec": None}
-        end = self.state.train_end_time if self.state.train_end_time is not None else time.time()
-        elapsed = max(end - start, 0.0)
-        throughput = self._run_steps / elapsed if elapsed > 0 else None
-        return {"ttfi_sec": self.state.ttfi_sec, "elapsed_sec": elapsed, "throughput_steps_per_sec": throughput}
-
     def _support_surface(self) -> str:
         model_type = getattr(getattr(self.model, "config", None), "model_type", None)
         return "advanced" if model_type not in _BUNDLED_FAMILIES else "supported"
 
-    def _run_classification(self) -> str:
-        if self._support_surface() != "supported":
-            return "advanced_evidence"
-        if self.config.instant_mode or self.degraded_modes or self.state.global_step < 1000:
-            return "contract_smoke"
-        return "meaningful_local_training"
+    def _engine_record(self) -> dict[str, Any]:
+        return {"engine": self.engine}
 
-    def _write_manifest(self) -> None:
-        best = self.state.best_loss
-        manifest: dict[str, Any] = {
-            "schema": RUN_MANIFEST_SCHEMA,
-            "backend": self.config.backend,
-            "engine": self.engine,
-            "device": self.device_name,
-            "global_step": int(self.state.global_step),
-            "best_loss": float(best) if math.isfinite(best) else None,
-            "checkpoint_schema_version": CHECKPOINT_SCHEMA_VERSION,
-            "training_config": self.config.to_dict(),
-            "runtime_profile": self.runtime_profile(),
-            "train_start_time": self.state.train_start_time,
-            "train_end_time": self.state.train_end_time,
-            "ttfi_sec": self.state.ttfi_sec,
-            "support_surface": self._support_surface(),
-            "data_mode": self.data_mode or "unknown",
-            "degraded_modes": list(self.degraded_modes),
-            "run_classification": self._run_classification(),
-        }
-        if self.data_provenance:
-            manifest["data_provenance"] = self.data_provenance
-        write_json_atomic(os.path.join(self.config.output_dir, "run_manifest.json"), manifest, default=str)
-
-    def _quality_check(self) -> None:
-        """Smoke tier: the last metrics and every parameter are finite. Failures only warn."""
-        issues = []
-        bad = sorted(k for k, v in self.state.metrics.items() if not math.isfinite(float(v)))
-        if bad:
-            issues.append(f"non-finite metrics {bad}")
-        if any(not bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            issues.append("non-finite parameters")
-        self.quality_report = {"tier": "smoke", "passed": not issues, "issues": issues}
-        if issues:
-            logger.warning("Post-training quality check (smoke) failed: %s", "; ".join(issues))
+    def _parameters_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
 
     def __repr__(self) -> str:
         return (

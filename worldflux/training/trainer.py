@@ -95,7 +95,7 @@ from .callbacks import Callback, CallbackList, CheckpointCallback, default_callb
 from .checkpoint import CHECKPOINT_SCHEMA_VERSION, CheckpointSnapshot, CheckpointWriter, restore_checkpoint
 from .config import TrainingConfig
 from .feed import BatchFeed, DataStream
-from .guards import check_train_steps, prepare_output_dir
+from .guards import check_train_steps, check_training_config, prepare_output_dir
 from .prefetch import Prefetcher
 from .program import build_optimizer, build_schedule, step_program
 
@@ -335,18 +335,9 @@ class Trainer:
         optimizer: Any = None,
         scheduler: Callable[[Any], Any] | None = None,
     ) -> None:
-        config = config if config is not None else TrainingConfig()
-        if not isinstance(config, TrainingConfig):
-            raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
+        config = check_training_config(config)
         self.config = config
         _seed_everything(config.seed)
-        if config.model_overrides:
-            raise ConfigurationError(
-                "TrainingConfig.model_overrides is not applied by Trainer. Pass model overrides at model creation "
-                "time."
-            )
-        if config.ema_decay is not None:
-            raise ConfigurationError("TrainingConfig.ema_decay is not implemented yet. Set ema_decay=None.")
         if config.backend not in _NATIVE_BACKENDS:
             raise ConfigurationError(
                 f"TrainingConfig.backend={config.backend!r} is not available for local training; use "
@@ -877,7 +868,7 @@ class Trainer:
             "ttfi_sec": self.state.ttfi_sec,
             "support_surface": self._support_surface(),
             "data_mode": self.data_mode or "unknown",
-            "devices": devices_record(self.mesh, self.device),
+            **self._engine_record(),
             "degraded_modes": list(self.degraded_modes),
             "run_classification": self._run_classification(),
         }
@@ -886,6 +877,14 @@ class Trainer:
         path = os.path.join(config.output_dir, "run_manifest.json")
         write_json_atomic(path, manifest, default=str)
 
+    def _engine_record(self) -> dict[str, Any]:
+        """The engine's own manifest fields: the device mesh of the JAX step."""
+        return {"devices": devices_record(self.mesh, self.device)}
+
+    def _parameters_finite(self) -> bool:
+        state = self._train_state
+        return state is None or bool(_all_finite(jax.tree.map(_local, state.params)))
+
     def _quality_check(self) -> None:
         """Smoke tier: the last metrics and every parameter are finite. Failures only warn."""
         issues = []
@@ -893,8 +892,7 @@ class Trainer:
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(float(v)))
         if bad:
             issues.append(f"non-finite metrics {bad}")
-        state = self._train_state
-        if state is not None and not bool(_all_finite(jax.tree.map(_local, state.params))):
+        if not self._parameters_finite():
             issues.append("non-finite parameters")
         self.quality_report = {"tier": "smoke", "passed": not issues, "issues": issues}
         if issues:
