@@ -31,6 +31,9 @@ import numpy as np
 from worldflux import create_world_model
 from worldflux.training import TrainingConfig, train_online
 
+#: Greedy evaluation (the actor's mode / the plan's mean action) every EVAL_EVERY env steps, EVAL_EPISODES
+#: episodes each in separate envs; the last one is the run's `eval_score`.
+EVAL_EVERY, EVAL_EPISODES = 2500, 10
 TARGETS = {"pendulum_tdmpc2": -400.0, "pendulum_dreamer": -400.0, "cartpole_dreamer": 400.0}
 
 
@@ -67,11 +70,17 @@ def case_setup(case: str) -> dict[str, Any]:
             learning_rate=3e-4,
             actor_lr=1e-4,
             critic_lr=1e-4,
+            # The reference profile does not learn these tasks in 20k steps (docs/decisions.md): the paper's
+            # continue-weighted losses and online-critic returns, and for the continuous actor the return's
+            # gradient through the imagined trajectory (DreamerV3's first release, DreamerV1/V2).
+            behavior_profile="paper",
+            actor_gradient="reinforce" if discrete else "dynamics",
+            # Imagination from 64 of the 256 posterior states: the actor-critic dominates the step at this
+            # size, and the saved time buys one update per 2 env steps instead of one per 4.
+            imagination_starts=64,
         )
         env = "CartPole-v1" if discrete else "Pendulum-v1"
-        # Imagination from all B * T posterior states dominates the step (15 prior steps each), so the CPU
-        # budget buys about one update per 4 env steps at this size.
-        loop = dict(env=env, updates_ratio=0.25, batch_size=16, sequence_length=16, lr=3e-4)
+        loop = dict(env=env, updates_ratio=0.5, batch_size=16, sequence_length=16, lr=3e-4)
     else:
         raise SystemExit(f"unknown case {case!r}; choose from {sorted(TARGETS)}")
     return {"model": model, "loop": loop}
@@ -122,6 +131,8 @@ def run_case(
         config=config,
         seed=seed,
         agent_kwargs=loop.get("agent"),
+        eval_every=EVAL_EVERY,
+        eval_episodes=EVAL_EPISODES,
     )
     wall = time.time() - start
     returns = result.episode_returns
@@ -131,6 +142,9 @@ def run_case(
         "case": case,
         "seed": seed,
         "score": score,
+        "eval_score": result.eval_returns[-1] if result.eval_returns else float("nan"),
+        "eval_returns": result.eval_returns,
+        "eval_steps": [h["env_steps"] for h in result.eval_history],
         "wall_sec": wall,
         "updates": result.updates,
         "episodes": len(returns),
@@ -206,7 +220,8 @@ def main() -> None:
                 with open(os.path.join(args.out, "runs", f"{case}_seed{seed}.json"), "w") as f:
                     json.dump(run, f)
                 print(
-                    f"{case} seed {seed}: score {run['score']:.1f} (last 10 episodes), {run['episodes']} episodes, "
+                    f"{case} seed {seed}: score {run['score']:.1f} (last 10 episodes), greedy eval "
+                    f"{run['eval_score']:.1f} ({EVAL_EPISODES} episodes), {run['episodes']} episodes, "
                     f"{run['updates']} updates, {run['wall_sec']:.0f} s",
                     flush=True,
                 )

@@ -11,7 +11,9 @@ Pure functions over pytrees, used inside DreamerV3's jitted, donated train step:
 * `normalize_returns`: EMA (momentum 0.99) of the 5th / 95th return percentiles, span clamped to >= 1;
 * `loss`: critic = two-hot cross-entropy to `symlog(sg(R))`, actor = REINFORCE `-(logp(a) * sg((R - V) / S))`
   minus `actor_entropy_coef * entropy`; the actor loss reaches only the actor's parameters, the critic loss
-  only the critic's;
+  only the critic's. `behavior_profile="paper"` weights both by the cumulative predicted continue, builds the
+  returns from the online critic and regularises the critic towards the slow one (1% unimix in the discrete
+  actor); `actor_gradient="dynamics"` (continuous) maximises `R / S` through the imagined trajectory;
 * `ac_extras` / `post_update`: the slow critic (EMA with `slow_critic_fraction` after each optimizer step,
   like TD-MPC2's target network) and the normaliser's statistics (the loss reports the updated values as
   the metrics `return_low` / `return_high`; the post-update stores them);
@@ -45,6 +47,9 @@ ACTOR, CRITIC, SLOW_CRITIC = "actor", "critic", "slow_critic"
 RETURN_BUFFERS = ("_return_low", "_return_high")
 
 MIN_STD = 0.1
+UNIMIX = 0.01
+#: Weight of the paper profile's critic regulariser towards the slow critic's distribution.
+SLOW_REGULARIZER = 1.0
 LOGP_EPS = 1e-6
 NORM_MOMENTUM = 0.99
 LOW_PERCENTILE, HIGH_PERCENTILE = 5.0, 95.0
@@ -68,6 +73,15 @@ def critic_head(config: Any) -> Head:
 
 def _discrete(config: Any) -> bool:
     return config.action_type == "discrete"
+
+
+def _paper(config: Any) -> bool:
+    return getattr(config, "behavior_profile", "reference") == "paper"
+
+
+def dynamics_gradient(config: Any) -> bool:
+    """True when the actor learns by differentiating returns through the imagined trajectory."""
+    return getattr(config, "actor_gradient", "reinforce") == "dynamics"
 
 
 def init_heads(config: Any, key: jax.Array) -> dict[str, Params]:
@@ -98,6 +112,10 @@ def actor_dist(config: Any, actor_params: Params, features: jax.Array) -> tuple[
     `(mean [..., A], std [..., A])` (pre-tanh normal, std = softplus(raw) + 0.1) for continuous ones."""
     out = actor_head(config).apply({"params": actor_params}, features)
     if _discrete(config):
+        if _paper(config):
+            # 1% uniform mixture (paper): log(0.99 * softmax + 0.01 / A) stays a valid logit vector.
+            mixed = (1.0 - UNIMIX) * jax.nn.softmax(out, axis=-1) + UNIMIX / out.shape[-1]
+            return jnp.log(mixed), None
         return out, None
     mean, raw = jnp.split(out, 2, axis=-1)
     return mean, jax.nn.softplus(raw) + MIN_STD
@@ -218,25 +236,47 @@ def loss(
     of `AC_LOSS_KEYS` and `AC_METRIC_KEYS`.
 
     Rewards and continues come from the (fixed) world-model heads at the states after each action
-    (continue = sigmoid of the logit); values from the slow critic. Every target is a stop-gradient.
+    (continue = sigmoid of the logit). Reference profile: values from the slow critic, plain means over the
+    imagined steps. Paper profile (`behavior_profile="paper"`): values from the online critic (held fixed
+    here), every term weighted by the cumulative predicted continue `w_t = prod_{i <= t} c_i` (`w_0 = 1`), and
+    the critic also regressed towards the slow critic's distribution. With `actor_gradient="dynamics"` the
+    trajectory carries the actor's gradient and the actor maximises the normalised λ-return directly;
+    otherwise it is REINFORCE with every target a stop-gradient.
     """
     sg = jax.lax.stop_gradient
-    feats = sg(trajectory.features)  # [H + 1, N, F]
+    paper = _paper(config)
+    live = trajectory.features  # [H + 1, N, F]; differentiable w.r.t. the actor only with dynamics gradients
+    feats = sg(live)
     actions = sg(trajectory.actions)  # [H, N, A]
-    rewards = sg(reward_fn(feats[1:]))  # [H, N]
-    continues = sg(jax.nn.sigmoid(continue_logit_fn(feats[1:])))
-    values = sg(critic_value(config, extras[SLOW_CRITIC], feats, bins))  # [H + 1, N]
-    returns = sg(td_lambda(rewards, values, continues, config.gamma, config.lambda_))  # [H, N]
+    value_params = sg(params[CRITIC]) if paper else extras[SLOW_CRITIC]
+    rewards = reward_fn(live[1:])  # [H, N]
+    continues = jax.nn.sigmoid(continue_logit_fn(live[1:]))
+    values = critic_value(config, value_params, live, bins)  # [H + 1, N]
+    live_returns = td_lambda(rewards, values, continues, config.gamma, config.lambda_)  # [H, N]
+    returns, values = sg(live_returns), sg(values)
     scale, new_low, new_high = normalize_returns(
         returns, extras["return_low"], extras["return_high"], config.return_normalization
     )
+    if paper:
+        c = sg(continues)
+        weight = jnp.concatenate([jnp.ones_like(c[:1]), jnp.cumprod(c[:-1], axis=0)], axis=0)  # [H, N]
+    else:
+        weight = jnp.ones_like(returns)
 
     critic_logits = critic_head(config).apply({"params": params[CRITIC]}, feats[:-1])
-    critic_loss = twohot_cross_entropy(critic_logits, symlog(returns), bins).mean()
+    critic_ce = twohot_cross_entropy(critic_logits, symlog(returns), bins)
+    if paper:
+        slow_logits = critic_head(config).apply({"params": extras[SLOW_CRITIC]}, feats[:-1])
+        slow_probs = sg(jax.nn.softmax(slow_logits, axis=-1))
+        critic_ce = critic_ce - SLOW_REGULARIZER * jnp.sum(slow_probs * jax.nn.log_softmax(critic_logits), axis=-1)
+    critic_loss = (weight * critic_ce).mean()
 
     logp, entropy = log_prob_entropy(config, params[ACTOR], feats[:-1], actions)
-    advantage = sg((returns - values[:-1]) / scale)
-    actor_loss = -(logp * advantage).mean() - config.actor_entropy_coef * entropy.mean()
+    if dynamics_gradient(config):
+        objective = live_returns / scale
+    else:
+        objective = logp * sg((returns - values[:-1]) / scale)
+    actor_loss = -(weight * (objective + config.actor_entropy_coef * entropy)).mean()
 
     scales = config.loss_scales
     total = scales.get("actor", 1.0) * actor_loss + scales.get("critic", 1.0) * critic_loss

@@ -179,6 +179,18 @@ class WorldModelConfig:
         return cls.from_dict(values)
 
 
+#: `DreamerV3Config.behavior_profile`: "reference" (the reference's actor-critic) or "paper" (the DreamerV3
+#: paper's: losses weighted by the cumulative predicted continue, λ-returns from the online critic with the slow
+#: critic as a regulariser, 1% unimix in the discrete actor). See docs/decisions.md.
+DREAMER_BEHAVIOR_PROFILES = ("reference", "paper")
+#: `DreamerV3Config.actor_gradient`: "reinforce" (reference, both action types) or "dynamics" (continuous
+#: actors only: the return is differentiated through the imagined trajectory, DreamerV3's first release).
+DREAMER_ACTOR_GRADIENTS = ("reinforce", "dynamics")
+#: Config fields the reference does not have; `to_dict` leaves them out at these defaults so that files stay
+#: loadable by the reference.
+_DREAMER_EXTENSION_DEFAULTS = {"behavior_profile": "reference", "actor_gradient": "reinforce", "imagination_starts": 0}
+
+
 @dataclasses.dataclass
 class DreamerV3Config(WorldModelConfig):
     """DreamerV3 with the reference architecture (reference §2.2, §5.1).
@@ -227,6 +239,9 @@ class DreamerV3Config(WorldModelConfig):
     slow_critic_fraction: float = 0.02
     actor_entropy_coef: float = 3e-4
     return_normalization: bool = True
+    behavior_profile: str = "reference"
+    actor_gradient: str = "reinforce"
+    imagination_starts: int = 0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "ci": dict(
@@ -305,12 +320,34 @@ class DreamerV3Config(WorldModelConfig):
         missing = {"reconstruction", "kl_dynamics", "kl_representation", "reward", "continue"} - set(self.loss_scales)
         if missing:
             raise self._error(f"loss_scales is missing keys {sorted(missing)}")
+        if self.behavior_profile not in DREAMER_BEHAVIOR_PROFILES:
+            raise self._error(
+                f"behavior_profile must be one of {list(DREAMER_BEHAVIOR_PROFILES)}, got {self.behavior_profile!r}"
+            )
+        if self.actor_gradient not in DREAMER_ACTOR_GRADIENTS:
+            raise self._error(
+                f"actor_gradient must be one of {list(DREAMER_ACTOR_GRADIENTS)}, got {self.actor_gradient!r}"
+            )
+        if self.actor_gradient == "dynamics" and self.action_type != "continuous":
+            raise self._error(
+                f"actor_gradient='dynamics' needs action_type='continuous' (got {self.action_type!r}); "
+                "discrete actors use 'reinforce'"
+            )
+        if isinstance(self.imagination_starts, bool) or not isinstance(self.imagination_starts, int):
+            raise self._error(f"imagination_starts must be an int >= 0, got {self.imagination_starts!r}")
+        if self.imagination_starts < 0:
+            raise self._error(
+                f"imagination_starts must be >= 0 (0: every posterior state), got {self.imagination_starts}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
         if data["kl_balance"] is None:
             # Keep files loadable by the reference, which has no such field.
             del data["kl_balance"]
+        for name, default in _DREAMER_EXTENSION_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
         return data
 
     @classmethod

@@ -388,19 +388,27 @@ class DreamerV3:
     def _actor_critic_loss(
         self, params: Params, extras: Any, states: RSSMState, key: jax.Array | None
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Imagination from every posterior state `[T, B, ...]` (flattened to `N = T * B`, detached) with the
-        world model held fixed, then the actor-critic loss."""
+        """Imagination from every posterior state `[T, B, ...]` (flattened to `N = T * B`, detached; a random
+        `imagination_starts` of them when that is set below N) with the world model held fixed, then the
+        actor-critic loss. With `actor_gradient="dynamics"` the actor's parameters stay live in the rollout."""
         sg = jax.lax.stop_gradient
         extras = ac.ac_extras(params) if extras is None else extras
         # Deterministic draws when the caller gave no key (e.g. the parity fixtures' "mode" convention).
         key = jax.random.key(0) if key is None else key
         fixed = sg(params)
         start = {k: sg(v.reshape(-1, *v.shape[2:])) for k, v in planning_state(states).items()}
+        n, k = start["deter"].shape[0], self.config.imagination_starts
+        if 0 < k < n:
+            key, start_key = jax.random.split(key)
+            # A random subset of the posterior states (without replacement) bounds the imagination's cost.
+            index = jax.random.permutation(start_key, n)[:k]
+            start = {name: v[index] for name, v in start.items()}
+        actor = params[ac.ACTOR] if ac.dynamics_gradient(self.config) else fixed[ac.ACTOR]
 
         def prior(state: RSSMState, action: jax.Array, step_key: jax.Array) -> RSSMState:
             return rssm_lib.prior_step(self._rssm_apply, fixed["rssm"], state, action, "sample", step_key)
 
-        trajectory = ac.imagine(self.config, prior, features_of, fixed[ac.ACTOR], start, key)
+        trajectory = ac.imagine(self.config, prior, features_of, actor, start, key)
 
         def heads(method: Any) -> Any:
             def apply(features: jax.Array) -> jax.Array:

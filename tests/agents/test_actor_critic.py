@@ -12,6 +12,16 @@ from worldflux_jax.config import DreamerV3Config
 from worldflux_jax.dreamer import DreamerV3
 
 
+def _states(cfg: DreamerV3Config, t: int = 2, b: int = 3) -> dict[str, jax.Array]:
+    k1, k2 = jax.random.split(jax.random.key(1))
+    return {
+        "deter": jax.random.normal(k1, (t, b, cfg.deter_dim)),
+        "stoch": jax.nn.one_hot(
+            jax.random.randint(k2, (t, b, cfg.stoch_discrete), 0, cfg.stoch_classes), cfg.stoch_classes
+        ),
+    }
+
+
 def _config(action_type: str = "discrete", **kw) -> DreamerV3Config:
     return DreamerV3Config.from_size(
         "ci", obs_shape=(4,), action_dim=2, action_type=action_type, actor_critic=True, imagination_horizon=3, **kw
@@ -54,9 +64,17 @@ def test_return_normalisation_percentile_ema_and_span_clamp() -> None:
     assert float(scale) == 1.0
 
 
-@pytest.mark.parametrize("action_type", ["discrete", "continuous"])
-def test_actor_gradient_reaches_only_actor_and_critic_only_critic(action_type: str) -> None:
-    cfg = _config(action_type)
+@pytest.mark.parametrize(
+    ("action_type", "extra"),
+    [
+        ("discrete", {}),
+        ("continuous", {}),
+        ("discrete", {"behavior_profile": "paper", "imagination_starts": 4}),
+        ("continuous", {"behavior_profile": "paper", "actor_gradient": "dynamics"}),
+    ],
+)
+def test_actor_gradient_reaches_only_actor_and_critic_only_critic(action_type: str, extra: dict) -> None:
+    cfg = _config(action_type, **extra)
     model = DreamerV3(cfg)
     params = model.init(jax.random.key(0))
     extras = ac.ac_extras(params)
@@ -165,3 +183,79 @@ def test_parity_tool_loads_and_exports_actor_critic_heads_by_torch_name() -> Non
     assert out["grad/actor.mlp.6.weight"].shape == sd["actor.mlp.6.weight"].shape
     assert np.abs(out["grad/critic.mlp.6.weight"]).sum() > 0
     assert not any(k.startswith("grad/slow_critic") for k in out)
+
+
+def test_paper_profile_weights_steps_by_cumulative_continue() -> None:
+    """Continues of 0 after the first imagined step leave only t = 0 in the paper profile's losses."""
+    cfg = _config("discrete", behavior_profile="paper", actor_entropy_coef=0.0)
+    params = ac.init_heads(cfg, jax.random.key(0))
+    extras = ac.ac_extras(params)
+    h, n = cfg.imagination_horizon, 5
+    feats = jax.random.normal(jax.random.key(3), (h + 1, n, cfg.feature_dim))
+    actions = jax.nn.one_hot(jax.random.randint(jax.random.key(4), (h, n), 0, 2), 2)
+    trajectory = ac.ImaginedTrajectory(feats, actions)
+    bins = DreamerV3(cfg).bins
+    rewards = lambda f: jnp.ones(f.shape[:2])  # noqa: E731
+    ends = lambda f: jnp.full(f.shape[:2], -1e4)  # noqa: E731  continue = sigmoid(-1e4) = 0
+    _, comps = ac.loss(cfg, params, extras, trajectory, rewards, ends, bins)
+    # Returns are the one reward (c = 0 cuts the bootstrap); the online critic is the baseline.
+    values = ac.critic_value(cfg, params[ac.CRITIC], feats[0], bins)
+    scale, _, _ = ac.normalize_returns(jnp.ones((h, n)), extras["return_low"], extras["return_high"])
+    logp, _ = ac.log_prob_entropy(cfg, params[ac.ACTOR], feats[0], actions[0])
+    expected = -jnp.sum(logp * (1.0 - values) / scale) / (h * n)
+    np.testing.assert_allclose(comps["actor"], expected, rtol=1e-5, atol=1e-6)
+    _, ref = ac.loss(_config("discrete", actor_entropy_coef=0.0), params, extras, trajectory, rewards, ends, bins)
+    assert abs(float(ref["actor"]) - float(expected)) > 1e-6  # the reference profile averages every step
+
+
+def test_paper_profile_discrete_actor_has_one_percent_unimix() -> None:
+    cfg = _config("discrete", behavior_profile="paper")
+    params = jax.tree.map(lambda p: 100.0 * p, ac.init_heads(cfg, jax.random.key(0))[ac.ACTOR])
+    feats = jax.random.normal(jax.random.key(3), (32, cfg.feature_dim))
+    logits, _ = ac.actor_dist(cfg, params, feats)
+    probs = np.asarray(jnp.exp(logits))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    assert probs.min() >= 0.01 / 2 - 1e-6
+    plain, _ = ac.actor_dist(_config("discrete"), params, feats)
+    assert float(jax.nn.softmax(plain).min()) < 0.005  # without unimix the same logits saturate
+
+
+def test_dynamics_gradient_differs_from_reinforce_and_subsets_bound_the_starts() -> None:
+    base = dict(actor_entropy_coef=0.0)
+    reinforce = DreamerV3(_config("continuous", **base))
+    dynamics = DreamerV3(_config("continuous", actor_gradient="dynamics", **base))
+    params = reinforce.init(jax.random.key(0))
+    extras = ac.ac_extras(params)
+    states = _states(reinforce.config)
+
+    def actor_grad(model):
+        f = lambda p: model._actor_critic_loss(p, extras, states, jax.random.key(2))[1]["actor"]  # noqa: E731
+        return jax.tree.leaves(jax.grad(f)(params)[ac.ACTOR])
+
+    g_r, g_d = actor_grad(reinforce), actor_grad(dynamics)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in g_d)
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(g_r, g_d, strict=True)) > 1e-6
+
+    # imagination_starts >= N is every start (the same loss as 0); fewer is a different, finite loss.
+    loss = lambda m: m._actor_critic_loss(params, extras, states, jax.random.key(2))[1]  # noqa: E731
+    every = loss(reinforce)
+    same = loss(DreamerV3(_config("continuous", imagination_starts=6, **base)))
+    fewer = loss(DreamerV3(_config("continuous", imagination_starts=2, **base)))
+    np.testing.assert_array_equal(every["critic"], same["critic"])
+    assert np.isfinite(float(fewer["critic"])) and float(fewer["critic"]) != float(every["critic"])
+
+
+def test_behavior_fields_are_validated_and_kept_out_of_reference_configs() -> None:
+    from worldflux_jax.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="behavior_profile must be one of"):
+        _config(behavior_profile="papr")
+    with pytest.raises(ConfigurationError, match="actor_gradient='dynamics' needs action_type='continuous'"):
+        _config("discrete", actor_gradient="dynamics")
+    with pytest.raises(ConfigurationError, match="imagination_starts must be >= 0"):
+        _config(imagination_starts=-1)
+    plain = _config().to_dict()
+    assert not {"behavior_profile", "actor_gradient", "imagination_starts"} & set(plain)
+    cfg = _config("continuous", behavior_profile="paper", actor_gradient="dynamics", imagination_starts=8)
+    again = DreamerV3Config.from_dict(cfg.to_dict())
+    assert (again.behavior_profile, again.actor_gradient, again.imagination_starts) == ("paper", "dynamics", 8)
