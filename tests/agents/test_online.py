@@ -143,3 +143,14 @@ def test_an_env_instance_is_evaluated_through_its_spec_with_the_agent_settings(t
     assert all(-20 * 16.3 <= r <= 0 for r in result.eval_history[0]["returns"])  # 20-step episodes of the spec
     assert (tmp_path / "checkpoint_final.pt").is_dir()  # once, at the end
     assert not list(tmp_path.glob("checkpoint_[0-9]*"))
+
+
+def test_episodes_shorter_than_the_training_window_warn_once(tmp_path) -> None:
+    config = TrainingConfig(batch_size=2, sequence_length=8, output_dir=str(tmp_path), log_interval=100)
+    with pytest.warns(UserWarning, match="fewer than sequence_length=8") as caught:
+        result = train_online(
+            _model(), "Pendulum-v1", 20, warmup_transitions=100, max_episode_steps=5, policy="random",
+            config=config, seed=0,
+        )
+    assert len(result.episode_returns) == 4 and result.updates == 0
+    assert sum("fewer than sequence_length" in str(w.message) for w in caught) == 1

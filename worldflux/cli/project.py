@@ -43,8 +43,10 @@ def build_model(
     """``create_world_model(config.model, obs_shape, action_dim, hidden_dim=[architecture] hidden_dim)``.
 
     With ``agent=True`` (online runs, where the model must also act), configs that have an ``actor_critic``
-    field get ``actor_critic=True`` (behaviour learning in the same train step); others act by planning, and
-    configs with an ``objective`` field get ``objective="symlog"`` (TD-MPC2: scale-free value learning).
+    field get ``actor_critic=True`` (behaviour learning in the same train step) with ``behavior_profile="paper"``
+    (and ``actor_gradient="dynamics"`` for continuous actions: DreamerV3's settings that learn the benchmark
+    tasks); others act by planning, and configs with an ``objective`` field get ``objective="symlog"`` (TD-MPC2:
+    scale-free value learning).
     ``discrete`` (the environment's action space, when there is one) sets the model's ``action_type``.
     """
     from worldflux import create_world_model
@@ -57,6 +59,10 @@ def build_model(
             overrides["actor_critic"] = True
         if hasattr(fields, "objective"):  # returns of real envs reach hundreds: the scale-free objective
             overrides["objective"] = "symlog"
+        if hasattr(fields, "behavior_profile"):  # the profile that learns the benchmark tasks (decisions.md)
+            overrides["behavior_profile"] = "paper"
+            if discrete is False and hasattr(fields, "actor_gradient"):
+                overrides["actor_gradient"] = "dynamics"
     if discrete is not None:
         overrides["action_type"] = "discrete" if discrete else "continuous"
     return create_world_model(config.model, obs_shape=tuple(obs_shape), action_dim=int(action_dim), **overrides)

@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,6 +254,7 @@ def train_online(
 
     frame_every = min((int(getattr(cb, "frame_every", 1) or 1) for cb in wants_frames), default=1)
     next_eval = None if eval_every is None else (result.env_steps // eval_every + 1) * eval_every
+    warned_short = False
     next_save = (trainer.state.global_step // config.save_interval + 1) * config.save_interval
     progress = _progress(total_env_steps, result.env_steps)
 
@@ -289,6 +291,10 @@ def train_online(
                             bool(step.terminated[i]),
                         )
                         partial.rows[i].append(last)
+                        if len(partial.rows[i]) < config.sequence_length and not warned_short:
+                            warned_short = True
+                            message = _short_episode_message(len(partial.rows[i]), config.sequence_length)
+                            warnings.warn(message, UserWarning, stacklevel=2)
                         _finish(partial.rows[i], bool(step.truncated[i]), buffer, result, episode_table, user_callbacks)
                         partial.rows[i] = []
                         partial.incoming[i] = 0.0
@@ -339,6 +345,14 @@ def train_online(
     _notify(user_callbacks, "on_phase_change", "done")
     result.wall_time_sec = time.time() - started
     return result
+
+
+def _short_episode_message(rows: int, seq_len: int) -> str:
+    return (
+        f"An episode ended after {rows - 1} env steps ({rows} rows), fewer than sequence_length={seq_len}: "
+        "training windows never cross episode boundaries, so episodes this short are stored but never sampled "
+        "(the model cannot learn how they end). Lower TrainingConfig.sequence_length if such episodes matter."
+    )
 
 
 def _last(values: list[float]) -> str:

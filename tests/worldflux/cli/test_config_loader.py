@@ -78,3 +78,15 @@ def test_defaults_follow_the_reference_and_schema_lists_every_key() -> None:
         assert set(schema["properties"][section]["properties"]) == set(SCHEMA[section])
     with pytest.raises(ProjectConfigError, match="does not match model"):
         parse_config({"model": "tdmpc2:ci", "model_type": "dreamer"})
+
+
+@pytest.mark.parametrize(("discrete", "gradient"), [(True, "reinforce"), (False, "dynamics")])
+def test_online_agent_models_get_the_learning_behaviour_settings(discrete: bool, gradient: str) -> None:
+    from worldflux.cli.project import build_model
+
+    project = parse_config({"model": "dreamerv3:ci", "architecture": {"hidden_dim": 16}})
+    model = build_model(project, (4,), 2, agent=True, discrete=discrete)
+    cfg = model.config
+    assert (cfg.actor_critic, cfg.behavior_profile, cfg.actor_gradient) == (True, "paper", gradient)
+    plain = build_model(project, (4,), 2)
+    assert (plain.config.actor_critic, plain.config.behavior_profile) == (False, "reference")
