@@ -197,14 +197,15 @@ def test_paper_profile_weights_steps_by_cumulative_continue() -> None:
     bins = DreamerV3(cfg).bins
     rewards = lambda f: jnp.ones(f.shape[:2])  # noqa: E731
     ends = lambda f: jnp.full(f.shape[:2], -1e4)  # noqa: E731  continue = sigmoid(-1e4) = 0
-    _, comps = ac.loss(cfg, params, extras, trajectory, rewards, ends, bins)
+    _, comps = jax.jit(lambda p: ac.loss(cfg, p, extras, trajectory, rewards, ends, bins))(params)
     # Returns are the one reward (c = 0 cuts the bootstrap); the online critic is the baseline.
     values = ac.critic_value(cfg, params[ac.CRITIC], feats[0], bins)
     scale, _, _ = ac.normalize_returns(jnp.ones((h, n)), extras["return_low"], extras["return_high"])
     logp, _ = ac.log_prob_entropy(cfg, params[ac.ACTOR], feats[0], actions[0])
     expected = -jnp.sum(logp * (1.0 - values) / scale) / (h * n)
     np.testing.assert_allclose(comps["actor"], expected, rtol=1e-5, atol=1e-6)
-    _, ref = ac.loss(_config("discrete", actor_entropy_coef=0.0), params, extras, trajectory, rewards, ends, bins)
+    ref_cfg = _config("discrete", actor_entropy_coef=0.0)
+    _, ref = jax.jit(lambda p: ac.loss(ref_cfg, p, extras, trajectory, rewards, ends, bins))(params)
     assert abs(float(ref["actor"]) - float(expected)) > 1e-6  # the reference profile averages every step
 
 
@@ -230,14 +231,14 @@ def test_dynamics_gradient_differs_from_reinforce_and_subsets_bound_the_starts()
 
     def actor_grad(model):
         f = lambda p: model._actor_critic_loss(p, extras, states, jax.random.key(2))[1]["actor"]  # noqa: E731
-        return jax.tree.leaves(jax.grad(f)(params)[ac.ACTOR])
+        return jax.tree.leaves(jax.jit(jax.grad(f))(params)[ac.ACTOR])
 
     g_r, g_d = actor_grad(reinforce), actor_grad(dynamics)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in g_d)
     assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(g_r, g_d, strict=True)) > 1e-6
 
     # imagination_starts >= N is every start (the same loss as 0); fewer is a different, finite loss.
-    loss = lambda m: m._actor_critic_loss(params, extras, states, jax.random.key(2))[1]  # noqa: E731
+    loss = lambda m: jax.jit(lambda p: m._actor_critic_loss(p, extras, states, jax.random.key(2))[1])(params)  # noqa: E731
     every = loss(reinforce)
     same = loss(DreamerV3(_config("continuous", imagination_starts=6, **base)))
     fewer = loss(DreamerV3(_config("continuous", imagination_starts=2, **base)))
