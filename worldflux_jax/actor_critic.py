@@ -76,12 +76,12 @@ def _discrete(config: Any) -> bool:
 
 
 def _paper(config: Any) -> bool:
-    return getattr(config, "behavior_profile", "reference") == "paper"
+    return config.behavior_profile == "paper"
 
 
 def dynamics_gradient(config: Any) -> bool:
     """True when the actor learns by differentiating returns through the imagined trajectory."""
-    return getattr(config, "actor_gradient", "reinforce") == "dynamics"
+    return config.actor_gradient == "dynamics"
 
 
 def init_heads(config: Any, key: jax.Array) -> dict[str, Params]:

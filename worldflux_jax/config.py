@@ -186,9 +186,9 @@ DREAMER_BEHAVIOR_PROFILES = ("reference", "paper")
 #: `DreamerV3Config.actor_gradient`: "reinforce" (reference, both action types) or "dynamics" (continuous
 #: actors only: the return is differentiated through the imagined trajectory, DreamerV3's first release).
 DREAMER_ACTOR_GRADIENTS = ("reinforce", "dynamics")
-#: Config fields the reference does not have; `to_dict` leaves them out at these defaults so that files stay
+#: Config fields the reference does not have; `to_dict` leaves them out at their defaults so that files stay
 #: loadable by the reference.
-_DREAMER_EXTENSION_DEFAULTS = {"behavior_profile": "reference", "actor_gradient": "reinforce", "imagination_starts": 0}
+_DREAMER_EXTENSIONS = ("behavior_profile", "actor_gradient", "imagination_starts")
 
 
 @dataclasses.dataclass
@@ -345,7 +345,8 @@ class DreamerV3Config(WorldModelConfig):
         if data["kl_balance"] is None:
             # Keep files loadable by the reference, which has no such field.
             del data["kl_balance"]
-        for name, default in _DREAMER_EXTENSION_DEFAULTS.items():
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in _DREAMER_EXTENSIONS}
+        for name, default in defaults.items():
             if data[name] == default:
                 del data[name]
         return data
