@@ -27,6 +27,12 @@ def pytest_addoption(parser) -> None:  # type: ignore[no-untyped-def]
     )
 
 
+def pytest_xdist_auto_num_workers(config) -> int:  # type: ignore[no-untyped-def]
+    """``-n auto``: one worker per CPU, at most 4 (each worker keeps its compiled programs, ~3 GB by the end)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, 4))
+
+
 def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-untyped-def]
     if config.getoption("--heavy") or os.environ.get("WORLDFLUX_HEAVY_TESTS") == "1":
         return

@@ -154,3 +154,16 @@ def test_episodes_shorter_than_the_training_window_warn_once(tmp_path) -> None:
         )
     assert len(result.episode_returns) == 4 and result.updates == 0
     assert sum("fewer than sequence_length" in str(w.message) for w in caught) == 1
+
+
+def test_terminated_short_episodes_are_padded_not_warned_about(tmp_path) -> None:
+    import warnings
+
+    model = create_world_model("tdmpc2:ci", obs_shape=(4,), action_dim=2, action_type="discrete", horizon=3)
+    config = TrainingConfig(batch_size=2, sequence_length=40, output_dir=str(tmp_path), log_interval=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        result = train_online(model, "CartPole-v1", 60, warmup_transitions=100, policy="random", config=config, seed=0)
+    assert result.buffer.absorbing_terminals and result.episode_returns
+    batch = result.buffer.sample(8, 40)  # every random CartPole episode is shorter than 40 steps
+    assert (batch.terminations[:, -1] == 1).all() and batch.rewards[:, -1].eq(0).all()

@@ -195,6 +195,11 @@ class ReplayBuffer:
         obs_shape: shape of one observation, e.g. ``(3, 64, 64)`` or ``(4,)``.
         action_dim: action vector width A.
         obs_dtype: numpy dtype of the observation storage (``np.uint8`` keeps images compact).
+        absorbing_terminals: let windows run past the end of a *terminated* episode (last ``done`` = 1) into
+            absorbing rows: the final observation again, zero action, zero reward, ``done`` = 1. Episodes shorter
+            than ``seq_len`` can then be sampled, and a terminal step is drawn as often as any other step (with
+            windows kept inside episodes it is drawn ``~seq_len`` times less often). Truncated episodes are
+            never padded. Off by default (the reference's sampler); ``train_online`` turns it on.
 
     Raises:
         ConfigurationError: non-positive ``capacity``/``action_dim`` or an empty/non-positive ``obs_shape``.
@@ -212,6 +217,8 @@ class ReplayBuffer:
         obs_shape: tuple[int, ...],
         action_dim: int,
         obs_dtype: type = np.float32,
+        *,
+        absorbing_terminals: bool = False,
     ) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int | np.integer) or capacity <= 0:
             raise ConfigurationError(f"capacity must be a positive integer, got {capacity!r}")
@@ -232,6 +239,7 @@ class ReplayBuffer:
         self.obs_shape: tuple[int, ...] = shape
         self.action_dim = int(action_dim)
         self.obs_dtype = dtype.type
+        self.absorbing_terminals = bool(absorbing_terminals)
         self.data_provenance: dict[str, Any] = {}
         # Optional generator for sampling; None draws from numpy's global RNG (seeded by ``set_seed``).
         self.rng: np.random.Generator | None = None
@@ -419,12 +427,24 @@ class ReplayBuffer:
             return self.rng.integers(0, high, size=size, dtype=np.int64)
         return np.random.randint(0, high, size=size).astype(np.int64, copy=False)
 
-    def _sample_starts(self, batch_size: int, seq_len: int) -> np.ndarray:
-        """Logical start indices ``[batch_size]`` of windows that stay inside one episode when possible."""
+    def _sample_windows(self, batch_size: int, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """Logical window starts ``[batch_size]`` and the last readable row of each window ``[batch_size]``.
+
+        Windows stay inside one episode when possible; with ``absorbing_terminals`` a window may start anywhere
+        in a terminated episode but its last row (rows past the episode's end read as absorbing rows).
+        """
         ep_starts, ep_lengths = self._episode_arrays()
         counts = ep_lengths - seq_len + 1
+        if self.absorbing_terminals and ep_starts.size:
+            terminal = self._dones[(ep_starts + ep_lengths - 1) % self.capacity] > 0
+            counts = np.where(terminal, np.maximum(counts, ep_lengths - 1), counts)
         eligible = counts > 0
         if not eligible.any():
+            if self._size < seq_len:
+                raise BufferError(
+                    f"Buffer has insufficient data: {self._size} transitions stored, need at least {seq_len} "
+                    "for the requested sequence length"
+                )
             reason = "no episodes are recorded" if ep_starts.size == 0 else f"no episode has {seq_len}+ steps"
             warnings.warn(
                 f"ReplayBuffer.sample: {reason}; sampling uniform windows of {seq_len} steps that may cross "
@@ -433,45 +453,48 @@ class ReplayBuffer:
                 stacklevel=3,
             )
             oldest = self._total - self._size
-            return oldest + self._integers(self._size - seq_len + 1, batch_size)
-        starts, counts = ep_starts[eligible], counts[eligible]
+            starts = oldest + self._integers(self._size - seq_len + 1, batch_size)
+            return starts, starts + seq_len - 1
+        starts, counts, lengths = ep_starts[eligible], counts[eligible], ep_lengths[eligible]
         cumulative = np.cumsum(counts)
         draws = self._integers(int(cumulative[-1]), batch_size)
         episode = np.searchsorted(cumulative, draws, side="right")
         offset = draws - (cumulative[episode] - counts[episode])
-        return starts[episode] + offset
+        return starts[episode] + offset, starts[episode] + lengths[episode] - 1
 
     def sample(self, batch_size: int, seq_len: int, device: str | torch.device = "cpu") -> Batch:
         """Sample ``batch_size`` windows of ``seq_len`` consecutive transitions.
 
         Each start is uniform over all window positions inside indexed episodes with at least ``seq_len`` steps
-        (a window may end on the episode's done step). If no episode is indexed or none is long enough, a
-        ``UserWarning`` is emitted and starts are uniform over the stored rows (windows may cross episodes).
+        (a window may end on the episode's done step). With ``absorbing_terminals`` a terminated episode of ``L``
+        rows also offers starts up to its row ``L - 2``, the rows past its end reading as absorbing rows (final
+        observation, zero action, zero reward, done 1). If no episode is eligible, a ``UserWarning`` is emitted
+        and starts are uniform over the stored rows (windows may cross episodes).
 
         Returns:
             ``Batch(obs [B, T, *obs_shape] obs_dtype, actions [B, T, A], rewards [B, T], terminations [B, T])``
             (float32 except obs), with ``layouts == batch_layout()`` and ``strict_layout=True``.
 
         Raises:
-            BufferError: fewer than ``seq_len`` transitions are stored.
+            BufferError: fewer than ``seq_len`` transitions are stored (and no padded window is eligible).
             ConfigurationError: ``batch_size`` or ``seq_len`` is not a positive integer.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size <= 0:
             raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(seq_len, bool) or not isinstance(seq_len, int | np.integer) or seq_len <= 0:
             raise ConfigurationError(f"seq_len must be a positive integer, got {seq_len!r}")
-        if self._size < seq_len:
-            raise BufferError(
-                f"Buffer has insufficient data: {self._size} transitions stored, need at least {seq_len} "
-                "for the requested sequence length"
-            )
-        starts = self._sample_starts(int(batch_size), int(seq_len))
-        rows = (starts[:, None] + np.arange(seq_len, dtype=np.int64)) % self.capacity  # [B, T]
+        starts, last = self._sample_windows(int(batch_size), int(seq_len))
+        logical = starts[:, None] + np.arange(seq_len, dtype=np.int64)  # [B, T]
+        rows = np.minimum(logical, last[:, None]) % self.capacity
+        actions, rewards = self._actions[rows], self._rewards[rows]  # fancy indexing: copies
+        absorbing = logical > last[:, None]
+        actions[absorbing] = 0.0
+        rewards[absorbing] = 0.0
         target = _resolve_torch_device(device)
         return Batch(
             obs=_tensor(self._obs[rows], target),
-            actions=_tensor(self._actions[rows], target),
-            rewards=_tensor(self._rewards[rows], target),
+            actions=_tensor(actions, target),
+            rewards=_tensor(rewards, target),
             terminations=_tensor(self._dones[rows], target),
             layouts=self.batch_layout(),
             strict_layout=True,
@@ -714,9 +737,11 @@ class ThreadSafeReplayBuffer(ReplayBuffer):
         obs_shape: tuple[int, ...],
         action_dim: int,
         obs_dtype: type = np.float32,
+        *,
+        absorbing_terminals: bool = False,
     ) -> None:
         self._lock = _ReadWriteLock()
-        super().__init__(capacity, obs_shape, action_dim, obs_dtype)
+        super().__init__(capacity, obs_shape, action_dim, obs_dtype, absorbing_terminals=absorbing_terminals)
 
     def add_episode(
         self,

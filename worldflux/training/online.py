@@ -214,7 +214,10 @@ def train_online(
     episodes_path = os.path.join(config.output_dir, "episodes.jsonl")
     # Each episode adds its final observation as an extra row: at most 2 rows per env step.
     capacity = max(2 * total_env_steps, config.batch_size * config.sequence_length)
-    buffer = ReplayBuffer(capacity=capacity, obs_shape=obs_shape, action_dim=int(mcfg.action_dim))
+    # Absorbing padding past terminations: short failed episodes are sampled, and endings as often as other steps.
+    buffer = ReplayBuffer(
+        capacity=capacity, obs_shape=obs_shape, action_dim=int(mcfg.action_dim), absorbing_terminals=True
+    )
     buffer.rng = None
     hooks = _TrainerHooks(user_callbacks)
     trainer = Trainer(model, config, callbacks=[hooks])
@@ -291,7 +294,8 @@ def train_online(
                             bool(step.terminated[i]),
                         )
                         partial.rows[i].append(last)
-                        if len(partial.rows[i]) < config.sequence_length and not warned_short:
+                        short = len(partial.rows[i]) < config.sequence_length and not step.terminated[i]
+                        if short and not warned_short:
                             warned_short = True
                             message = _short_episode_message(len(partial.rows[i]), config.sequence_length)
                             warnings.warn(message, UserWarning, stacklevel=2)
@@ -349,9 +353,10 @@ def train_online(
 
 def _short_episode_message(rows: int, seq_len: int) -> str:
     return (
-        f"An episode ended after {rows - 1} env steps ({rows} rows), fewer than sequence_length={seq_len}: "
-        "training windows never cross episode boundaries, so episodes this short are stored but never sampled "
-        "(the model cannot learn how they end). Lower TrainingConfig.sequence_length if such episodes matter."
+        f"An episode was truncated after {rows - 1} env steps ({rows} rows), fewer than sequence_length={seq_len}: "
+        "training windows never cross episode boundaries and only terminated episodes are padded past their end, "
+        "so episodes this short are stored but never sampled. Lower TrainingConfig.sequence_length (or raise "
+        "max_episode_steps) if such episodes matter."
     )
 
 

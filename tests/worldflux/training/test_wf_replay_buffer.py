@@ -267,6 +267,53 @@ def test_property_windows_never_cross_episode_boundaries(capacity, lengths, seq_
     assert_windows_inside_episodes(batch)
 
 
+# ---------------------------------------------------------------------------------------- absorbing terminals
+
+
+def test_absorbing_terminals_pad_short_terminated_episodes_with_absorbing_rows():
+    buffer = ReplayBuffer(capacity=100, obs_shape=(2,), action_dim=1, absorbing_terminals=True)
+    fill(buffer, [3])  # terminated (default dones: last row done), shorter than the window
+    buffer.rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = buffer.sample(200, 6)
+    obs, actions = batch.obs.numpy(), batch.actions.numpy()[..., 0]
+    rewards, dones = batch.rewards.numpy(), batch.terminations.numpy()
+    first = obs[:, 0, 1]
+    assert set(first.tolist()) == {0.0, 1.0}  # every row but the last starts a window
+    real = np.arange(6)[None, :] + first[:, None] <= 2  # [B, T] rows inside the episode
+    assert (obs[..., 1] == np.minimum(np.arange(6)[None, :] + first[:, None], 2)).all()
+    assert (obs[..., 0] == 0).all()  # never another episode's rows
+    assert (actions[~real] == 0).all() and (rewards[~real] == 0).all() and (dones[~real] == 1).all()
+    assert (actions[real] == obs[..., 1][real]).all() and not dones[real & (obs[..., 1] < 2)].any()
+
+
+def test_absorbing_terminals_draw_the_terminal_step_as_often_as_any_step():
+    lengths, seq_len = [40, 25], 8
+    counts = {}
+    for absorbing in (False, True):
+        buffer = ReplayBuffer(capacity=200, obs_shape=(2,), action_dim=1, absorbing_terminals=absorbing)
+        fill(buffer, lengths)
+        buffer.rng = np.random.default_rng(3)
+        batch = buffer.sample(20_000, seq_len)
+        counts[absorbing] = (batch.terminations.numpy() > 0).any(axis=1).mean()
+    # Inside-episode windows: 2 terminal windows out of 33 + 18 starts; padded: 2 * 7 of 39 + 24 starts.
+    assert abs(counts[False] - 2 / 51) < 0.006
+    assert abs(counts[True] - 14 / 63) < 0.015
+
+
+def test_absorbing_terminals_never_pad_truncated_episodes():
+    buffer = ReplayBuffer(capacity=100, obs_shape=(2,), action_dim=1, absorbing_terminals=True)
+    obs, actions, rewards = tagged_episode(0, 3)
+    buffer.add_episode(obs, actions, rewards, np.zeros(3))  # truncated: no done row
+    buffer.add_episode(*tagged_episode(1, 8))
+    buffer.add_episode(*tagged_episode(2, 2))  # terminated, so padded
+    batch = buffer.sample(256, 6)
+    ids = batch.obs[..., 0].numpy()
+    assert (ids == ids[:, :1]).all() and set(ids[:, 0].tolist()) == {1.0, 2.0}  # never the truncated episode
+    assert ThreadSafeReplayBuffer(10, (2,), 1, absorbing_terminals=True).absorbing_terminals
+
+
 # ---------------------------------------------------------------------------------------- npz
 
 
