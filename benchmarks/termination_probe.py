@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,9 @@ def main() -> None:
 
     spec = {**case_setup("cartpole_dreamer")["model"], **_parse_overrides(args.model)}
     model = create_world_model(spec.pop("model_id"), **spec)
-    trainer = Trainer(
-        model, TrainingConfig(batch_size=16, sequence_length=16, output_dir=str(Path(args.checkpoint).parent / "probe"))
-    )
+    # The Trainer only restores the checkpoint; its output directory is a scratch one, not the run's.
+    scratch = tempfile.mkdtemp(prefix="termination-probe-")
+    trainer = Trainer(model, TrainingConfig(batch_size=16, sequence_length=16, output_dir=scratch))
     trainer.load_checkpoint(args.checkpoint)
     model = trainer.model
     agent = make_agent(model, "agent", seed=0)
