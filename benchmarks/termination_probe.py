@@ -1,6 +1,6 @@
 """Does a trained CartPole agent's world model see its own episodes end?
 
-    python benchmarks/termination_probe.py CHECKPOINT [--episodes 3] [--model KEY=VALUE ...]
+    python benchmarks/termination_probe.py CHECKPOINT [--episodes 3] [--replay] [--model KEY=VALUE ...]
 
 CHECKPOINT is a ``checkpoint_final.pt`` written by ``benchmarks/learning.py --cases cartpole_dreamer`` (the
 model is rebuilt from that case's settings plus the same ``--model`` overrides). For each greedy episode it
@@ -8,6 +8,10 @@ prints how the episode ended (cart position ``x`` at +-2.4 or pole angle) and th
 probability at the terminal step: with the posterior carried from the start of the episode, and rebuilt over
 the last 8 and 15 steps (the training windows are 16 steps long). A world model that has learned the
 termination gives a probability near 0 there; docs/benchmarks.md records what this showed.
+
+``--replay`` also reads the run's replay buffer (``online_checkpoint/`` beside the checkpoint) and prints the
+mean continue probability at every real termination in it, split into cart-position and pole-angle endings
+(the posterior rebuilt over the 15 steps before each): whether the model resolves endings it trained on.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--replay", action="store_true", help="also probe every termination in the run's replay")
     parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE", help="model setting override")
     args = parser.parse_args()
 
@@ -82,6 +87,33 @@ def main() -> None:
             f"theta {last[2]:+.3f} | p(continue) at the last step: carried {carried:.3f}, "
             f"last 8 steps {window[0]:.3f}, last 15 steps {window[1]:.3f}"
         )
+
+    if args.replay:
+        replay_terminations(model, Path(args.checkpoint).resolve().parent / "online_checkpoint")
+
+
+def replay_terminations(model: Any, online_dir: Path) -> None:
+    """Mean p(continue) at the replay's real terminations, by kind (|x| > 2.4: cart position; else pole angle)."""
+    import json
+
+    data = np.load(online_dir / "replay.npz")
+    episodes = json.loads((online_dir / "online_state.json").read_text())["episodes"]
+    obs, actions = data["obs"], data["actions"]
+    by_kind: dict[str, list[float]] = {"cart position": [], "pole angle": []}
+    for start, length, terminated in episodes:
+        if not terminated:
+            continue
+        last = start + length - 1
+        first = max(start, last - 15)
+        # Rows hold the action taken at each observation: step t is driven by the previous row's action.
+        p = terminal_continue(model, obs[first : last + 1], actions[first:last, None], 0)
+        by_kind["cart position" if abs(obs[last, 0]) > 2.4 else "pole angle"].append(p)
+    for kind, probs in by_kind.items():
+        if probs:
+            print(
+                f"replay: {len(probs)} {kind} terminations, mean p(continue) {np.mean(probs):.3f}, "
+                f"below 0.5: {np.mean(np.asarray(probs) < 0.5):.0%}"
+            )
 
 
 if __name__ == "__main__":

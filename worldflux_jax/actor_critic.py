@@ -14,6 +14,8 @@ Pure functions over pytrees, used inside DreamerV3's jitted, donated train step:
   only the critic's. `behavior_profile="paper"` weights both by the cumulative predicted continue, builds the
   returns from the online critic and regularises the critic towards the slow one (1% unimix in the discrete
   actor); `actor_gradient="dynamics"` (continuous) maximises `R / S` through the imagined trajectory;
+* `replay_critic_loss`: the critic also fitted to λ-returns of the batch's real rewards and terminations
+  (`replay_critic > 0`, DreamerV3's `repval`);
 * `ac_extras` / `post_update`: the slow critic (EMA with `slow_critic_fraction` after each optimizer step,
   like TD-MPC2's target network) and the normaliser's statistics (the loss reports the updated values as
   the metrics `return_low` / `return_high`; the post-update stores them);
@@ -263,13 +265,7 @@ def loss(
     else:
         weight = jnp.ones_like(returns)
 
-    critic_logits = critic_head(config).apply({"params": params[CRITIC]}, feats[:-1])
-    critic_ce = twohot_cross_entropy(critic_logits, symlog(returns), bins)
-    if paper:
-        slow_logits = critic_head(config).apply({"params": extras[SLOW_CRITIC]}, feats[:-1])
-        slow_probs = sg(jax.nn.softmax(slow_logits, axis=-1))
-        critic_ce = critic_ce - SLOW_REGULARIZER * jnp.sum(slow_probs * jax.nn.log_softmax(critic_logits), axis=-1)
-    critic_loss = (weight * critic_ce).mean()
+    critic_loss = (weight * _critic_cross_entropy(config, params, extras, feats[:-1], returns, bins)).mean()
 
     logp, entropy = log_prob_entropy(config, params[ACTOR], feats[:-1], actions)
     if dynamics_gradient(config):
@@ -289,6 +285,51 @@ def loss(
         "actor_entropy": entropy.mean(),
     }
     return total, components
+
+
+def replay_critic_loss(
+    config: Any,
+    params: Params,
+    extras: dict[str, Any],
+    features: jax.Array,
+    rewards: jax.Array,
+    terminations: jax.Array,
+    bins: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """The critic's loss on replayed posterior states (DreamerV3's `repval`): two-hot cross-entropy to
+    `symlog` of λ-returns built from the batch's real rewards and terminations, bootstrapped from the same
+    critic as imagination (the paper profile's online critic, held fixed, with its slow-critic regulariser;
+    the slow critic in the reference profile).
+
+    `features [T, B, F]` (time-major posterior features; detached here), `rewards`, `terminations [B, T]`
+    (row t: the reward and terminal flag that arrived with o_t). Real terminations reach the critic directly,
+    so it learns that states heading for an ending the continue head has not resolved are worth less.
+    Returns `(loss, returns [T - 1, B])`: the mean over the first T - 1 states (the last one only bootstraps)
+    and their targets in return units.
+    """
+    sg = jax.lax.stop_gradient
+    feats = sg(features)
+    value_params = sg(params[CRITIC]) if _paper(config) else extras[SLOW_CRITIC]
+    values = sg(critic_value(config, value_params, feats, bins))  # [T, B]
+    r = jnp.swapaxes(rewards, 0, 1)[1:]
+    c = 1.0 - jnp.swapaxes(terminations, 0, 1)[1:]
+    returns = sg(td_lambda(r, values, c, config.gamma, config.lambda_))  # [T - 1, B]
+    return _critic_cross_entropy(config, params, extras, feats[:-1], returns, bins).mean(), returns
+
+
+def _critic_cross_entropy(
+    config: Any, params: Params, extras: dict[str, Any], feats: jax.Array, returns: jax.Array, bins: jax.Array
+) -> jax.Array:
+    """Per-state critic loss `[...]`: two-hot cross-entropy of the critic at `feats [..., F]` to
+    `symlog(returns)` (a stop-gradient target), plus, in the paper profile, the cross-entropy to the slow
+    critic's distribution."""
+    logits = critic_head(config).apply({"params": params[CRITIC]}, feats)
+    ce = twohot_cross_entropy(logits, symlog(returns), bins)
+    if _paper(config):
+        slow_logits = critic_head(config).apply({"params": extras[SLOW_CRITIC]}, feats)
+        slow_probs = jax.lax.stop_gradient(jax.nn.softmax(slow_logits, axis=-1))
+        ce = ce - SLOW_REGULARIZER * jnp.sum(slow_probs * jax.nn.log_softmax(logits), axis=-1)
+    return ce
 
 
 def post_update(config: Any, extras: dict[str, Any], params: Params, components: dict[str, jax.Array]) -> dict:

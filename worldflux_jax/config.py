@@ -188,7 +188,7 @@ DREAMER_BEHAVIOR_PROFILES = ("reference", "paper")
 DREAMER_ACTOR_GRADIENTS = ("reinforce", "dynamics")
 #: Config fields the reference does not have; `to_dict` leaves them out at their defaults so that files stay
 #: loadable by the reference.
-_DREAMER_EXTENSIONS = ("behavior_profile", "actor_gradient", "imagination_starts")
+_DREAMER_EXTENSIONS = ("behavior_profile", "actor_gradient", "imagination_starts", "replay_critic")
 
 
 @dataclasses.dataclass
@@ -242,6 +242,9 @@ class DreamerV3Config(WorldModelConfig):
     behavior_profile: str = "reference"
     actor_gradient: str = "reinforce"
     imagination_starts: int = 0
+    #: Weight of the critic's λ-return loss on the replayed posterior states (real rewards and terminations,
+    #: DreamerV3's `repval`, 0.3 in the paper); 0 = off (reference).
+    replay_critic: float = 0.0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "ci": dict(
@@ -339,6 +342,12 @@ class DreamerV3Config(WorldModelConfig):
             raise self._error(
                 f"imagination_starts must be >= 0 (0: every posterior state), got {self.imagination_starts}"
             )
+        if isinstance(self.replay_critic, bool) or not isinstance(self.replay_critic, (int, float)):
+            raise self._error(f"replay_critic must be a number >= 0, got {self.replay_critic!r}")
+        if not math.isfinite(self.replay_critic) or self.replay_critic < 0:
+            raise self._error(f"replay_critic must be a finite number >= 0 (0: off), got {self.replay_critic}")
+        if self.replay_critic > 0 and not self.actor_critic:
+            raise self._error(f"replay_critic={self.replay_critic} trains the critic, which needs actor_critic=True")
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

@@ -336,7 +336,9 @@ class DreamerV3:
 
         With `actor_critic`, the actor-critic terms (`worldflux_jax.actor_critic.loss`) of an imagination from
         every posterior state are added (keys `actor`, `critic` and the metrics of `AC_METRIC_KEYS`); `extras`
-        holds the slow critic and the normaliser (None: fresh ones).
+        holds the slow critic and the normaliser (None: fresh ones). With `replay_critic > 0` the `critic` term
+        also holds that weight times the critic's loss on the batch's own states and real returns
+        (`worldflux_jax.actor_critic.replay_critic_loss`).
         """
         cfg = self.config
         obs = batch.obs.astype(jnp.float32)
@@ -381,6 +383,13 @@ class DreamerV3:
         )
         if cfg.actor_critic:
             ac_total, ac_components = self._actor_critic_loss(params, extras, states, ac_key)
+            if cfg.replay_critic > 0 and t >= 2:
+                extras_now = ac.ac_extras(params) if extras is None else extras
+                replay, _ = ac.replay_critic_loss(
+                    cfg, params, extras_now, features, batch.rewards, batch.terminations, self.bins
+                )
+                ac_total = ac_total + scales.get("critic", 1.0) * cfg.replay_critic * replay
+                ac_components["critic"] = ac_components["critic"] + cfg.replay_critic * replay
             total = total + ac_total
             components.update(ac_components)
         return total, components

@@ -260,3 +260,47 @@ def test_behavior_fields_are_validated_and_kept_out_of_reference_configs() -> No
     cfg = _config("continuous", behavior_profile="paper", actor_gradient="dynamics", imagination_starts=8)
     again = DreamerV3Config.from_dict(cfg.to_dict())
     assert (again.behavior_profile, again.actor_gradient, again.imagination_starts) == ("paper", "dynamics", 8)
+
+
+def test_replay_critic_returns_stop_at_real_terminations_and_train_only_the_critic() -> None:
+    from worldflux_jax.errors import ConfigurationError
+
+    cfg = _config(behavior_profile="paper", replay_critic=0.3)
+    model = DreamerV3(cfg)
+    params = model.init(jax.random.key(0))
+    extras = ac.ac_extras(params)
+    t, b = 4, 2
+    features = jax.random.normal(jax.random.key(3), (t, b, cfg.feature_dim))
+    rewards = jnp.array([[0.0, 5.0, 7.0, 1.0], [0.0, 5.0, 7.0, 1.0]])
+    terminations = jnp.array([[0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])  # row 0 ends at t = 1 (then absorbing)
+    loss, returns = ac.replay_critic_loss(cfg, params, extras, features, rewards, terminations, model.bins)
+    assert returns.shape == (t - 1, b) and np.isfinite(float(loss))
+    # Row 0: the terminal step cuts the return, whatever the critic says: R_0 = r_1, R_1 = r_2, R_2 = r_3.
+    np.testing.assert_allclose(np.asarray(returns[:, 0]), [5.0, 7.0, 1.0], rtol=1e-6)
+    # Row 1 continues: R_2 = r_3 + gamma * v_3, so it depends on the critic's bootstrap.
+    v = ac.critic_value(cfg, params[ac.CRITIC], features, model.bins)
+    np.testing.assert_allclose(float(returns[2, 1]), 1.0 + cfg.gamma * float(v[3, 1]), rtol=1e-5)
+
+    # Inside the full loss it only adds to `critic` and only reaches the critic's parameters.
+    batch = model.make_batch(jnp.ones((b, t, 4)), jnp.zeros((b, t), jnp.int32), rewards, terminations)
+    off = DreamerV3(_config(behavior_profile="paper"))
+    key = jax.random.key(5)
+    with_rc = jax.jit(lambda p: model.loss(p, batch, key, "sample", extras)[1])(params)
+    without = jax.jit(lambda p: off.loss(p, batch, key, "sample", extras)[1])(params)
+    np.testing.assert_allclose(float(with_rc["actor"]), float(without["actor"]), rtol=1e-6)
+    assert float(with_rc["critic"]) > float(without["critic"])
+
+    def replay_only(p):
+        return ac.replay_critic_loss(cfg, p, extras, features, rewards, terminations, model.bins)[0]
+
+    grads = jax.grad(replay_only)(params)
+    for name, sub in grads.items():
+        norm = sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree.leaves(sub))
+        assert (norm > 0) == (name == ac.CRITIC), name
+
+    with pytest.raises(ConfigurationError, match="replay_critic must be a finite number >= 0"):
+        _config(replay_critic=-0.1)
+    with pytest.raises(ConfigurationError, match="needs actor_critic=True"):
+        DreamerV3Config.from_size("ci", obs_shape=(4,), action_dim=2, replay_critic=0.3)
+    assert "replay_critic" not in _config().to_dict()
+    assert DreamerV3Config.from_dict(cfg.to_dict()).replay_critic == 0.3

@@ -66,3 +66,17 @@ def test_scaling_benchmark_runs_on_simulated_devices(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert [r["devices"] for r in rows] == [1, 2] and all(r["traces"] == 1 for r in rows)
+
+
+def test_learning_benchmark_cases_build_their_models() -> None:
+    """Every case of `benchmarks/learning.py` builds a valid model (a renamed or mistyped setting fails here,
+    not after a 20-minute run)."""
+    from benchmarks.learning import TARGETS, case_setup
+    from worldflux import create_world_model
+
+    for case in TARGETS:
+        spec = dict(case_setup(case)["model"])
+        model = create_world_model(spec.pop("model_id"), **spec)
+        assert model.config.action_dim == spec["action_dim"], case
+    cartpole = case_setup("cartpole_dreamer")["model"]
+    assert (cartpole["replay_critic"], cartpole["imagination_starts"], cartpole["action_type"]) == (0.3, 48, "discrete")
