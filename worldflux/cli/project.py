@@ -44,9 +44,9 @@ def build_model(
 
     With ``agent=True`` (online runs, where the model must also act), configs that have an ``actor_critic``
     field get ``actor_critic=True`` (behaviour learning in the same train step) with ``behavior_profile="paper"``
-    (and ``actor_gradient="dynamics"`` for continuous actions: DreamerV3's settings that learn the benchmark
-    tasks); others act by planning, and configs with an ``objective`` field get ``objective="symlog"`` (TD-MPC2:
-    scale-free value learning).
+    (and ``actor_gradient="dynamics"`` for continuous actions) and ``replay_critic=0.3`` (the critic also learns
+    from real terminations): DreamerV3's settings that learn the benchmark tasks; others act by planning, and
+    configs with an ``objective`` field get ``objective="symlog"`` (TD-MPC2: scale-free value learning).
     ``discrete`` (the environment's action space, when there is one) sets the model's ``action_type``.
     """
     from worldflux import create_world_model
@@ -63,6 +63,8 @@ def build_model(
             overrides["behavior_profile"] = "paper"
             if discrete is False and hasattr(fields, "actor_gradient"):
                 overrides["actor_gradient"] = "dynamics"
+            if hasattr(fields, "replay_critic"):
+                overrides["replay_critic"] = 0.3
     if discrete is not None:
         overrides["action_type"] = "discrete" if discrete else "continuous"
     return create_world_model(config.model, obs_shape=tuple(obs_shape), action_dim=int(action_dim), **overrides)

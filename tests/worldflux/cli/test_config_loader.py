@@ -88,5 +88,6 @@ def test_online_agent_models_get_the_learning_behaviour_settings(discrete: bool,
     model = build_model(project, (4,), 2, agent=True, discrete=discrete)
     cfg = model.config
     assert (cfg.actor_critic, cfg.behavior_profile, cfg.actor_gradient) == (True, "paper", gradient)
+    assert cfg.replay_critic == 0.3
     plain = build_model(project, (4,), 2)
     assert (plain.config.actor_critic, plain.config.behavior_profile) == (False, "reference")
