@@ -17,6 +17,7 @@ mean continue probability at every real termination in it, split into cart-posit
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -94,8 +95,6 @@ def main() -> None:
 
 def replay_terminations(model: Any, online_dir: Path) -> None:
     """Mean p(continue) at the replay's real terminations, by kind (|x| > 2.4: cart position; else pole angle)."""
-    import json
-
     data = np.load(online_dir / "replay.npz")
     episodes = json.loads((online_dir / "online_state.json").read_text())["episodes"]
     obs, actions = data["obs"], data["actions"]

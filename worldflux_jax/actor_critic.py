@@ -233,9 +233,11 @@ def loss(
     reward_fn: Callable[[jax.Array], jax.Array],
     continue_logit_fn: Callable[[jax.Array], jax.Array],
     bins: jax.Array,
+    replay: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Actor and critic losses of one imagined batch. Returns `(scaled total, components)` with the keys
-    of `AC_LOSS_KEYS` and `AC_METRIC_KEYS`.
+    of `AC_LOSS_KEYS` and `AC_METRIC_KEYS`. `replay` (`replay_critic_loss`, a scalar) joins the critic term
+    with weight `config.replay_critic`.
 
     Rewards and continues come from the (fixed) world-model heads at the states after each action
     (continue = sigmoid of the logit). Reference profile: values from the slow critic, plain means over the
@@ -250,7 +252,7 @@ def loss(
     live = trajectory.features  # [H + 1, N, F]; differentiable w.r.t. the actor only with dynamics gradients
     feats = sg(live)
     actions = sg(trajectory.actions)  # [H, N, A]
-    value_params = sg(params[CRITIC]) if paper else extras[SLOW_CRITIC]
+    value_params = _value_params(config, params, extras)
     rewards = reward_fn(live[1:])  # [H, N]
     continues = jax.nn.sigmoid(continue_logit_fn(live[1:]))
     values = critic_value(config, value_params, live, bins)  # [H + 1, N]
@@ -266,6 +268,8 @@ def loss(
         weight = jnp.ones_like(returns)
 
     critic_loss = (weight * _critic_cross_entropy(config, params, extras, feats[:-1], returns, bins)).mean()
+    if replay is not None:
+        critic_loss = critic_loss + config.replay_critic * replay
 
     logp, entropy = log_prob_entropy(config, params[ACTOR], feats[:-1], actions)
     if dynamics_gradient(config):
@@ -309,12 +313,16 @@ def replay_critic_loss(
     """
     sg = jax.lax.stop_gradient
     feats = sg(features)
-    value_params = sg(params[CRITIC]) if _paper(config) else extras[SLOW_CRITIC]
-    values = sg(critic_value(config, value_params, feats, bins))  # [T, B]
+    values = sg(critic_value(config, _value_params(config, params, extras), feats, bins))  # [T, B]
     r = jnp.swapaxes(rewards, 0, 1)[1:]
     c = 1.0 - jnp.swapaxes(terminations, 0, 1)[1:]
     returns = sg(td_lambda(r, values, c, config.gamma, config.lambda_))  # [T - 1, B]
     return _critic_cross_entropy(config, params, extras, feats[:-1], returns, bins).mean(), returns
+
+
+def _value_params(config: Any, params: Params, extras: dict[str, Any]) -> Params:
+    """The critic that λ-returns bootstrap from: the online one held fixed (paper), else the slow one."""
+    return jax.lax.stop_gradient(params[CRITIC]) if _paper(config) else extras[SLOW_CRITIC]
 
 
 def _critic_cross_entropy(

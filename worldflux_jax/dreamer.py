@@ -382,26 +382,34 @@ class DreamerV3:
             + scales["continue"] * continue_loss
         )
         if cfg.actor_critic:
-            ac_total, ac_components = self._actor_critic_loss(params, extras, states, ac_key)
-            if cfg.replay_critic > 0 and t >= 2:
-                extras_now = ac.ac_extras(params) if extras is None else extras
-                replay, _ = ac.replay_critic_loss(
-                    cfg, params, extras_now, features, batch.rewards, batch.terminations, self.bins
-                )
-                ac_total = ac_total + scales.get("critic", 1.0) * cfg.replay_critic * replay
-                ac_components["critic"] = ac_components["critic"] + cfg.replay_critic * replay
+            ac_total, ac_components = self._actor_critic_loss(
+                params, extras, states, ac_key, replay=(features, batch) if t >= 2 else None
+            )
             total = total + ac_total
             components.update(ac_components)
         return total, components
 
     def _actor_critic_loss(
-        self, params: Params, extras: Any, states: RSSMState, key: jax.Array | None
+        self,
+        params: Params,
+        extras: Any,
+        states: RSSMState,
+        key: jax.Array | None,
+        replay: tuple[jax.Array, Batch] | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Imagination from every posterior state `[T, B, ...]` (flattened to `N = T * B`, detached; a random
         `imagination_starts` of them when that is set below N) with the world model held fixed, then the
-        actor-critic loss. With `actor_gradient="dynamics"` the actor's parameters stay live in the rollout."""
+        actor-critic loss. With `actor_gradient="dynamics"` the actor's parameters stay live in the rollout.
+        `replay` (posterior features `[T, B, F]` and their batch) feeds the critic's replay loss when
+        `replay_critic > 0`."""
         sg = jax.lax.stop_gradient
         extras = ac.ac_extras(params) if extras is None else extras
+        replay_loss = None
+        if replay is not None and self.config.replay_critic > 0:
+            features, batch = replay
+            replay_loss, _ = ac.replay_critic_loss(
+                self.config, params, extras, features, batch.rewards, batch.terminations, self.bins
+            )
         # Deterministic draws when the caller gave no key (e.g. the parity fixtures' "mode" convention).
         key = jax.random.key(0) if key is None else key
         fixed = sg(params)
@@ -431,7 +439,16 @@ class DreamerV3:
             h, n = features.shape[:2]
             return self.reward(fixed, features.reshape(h * n, -1)).reshape(h, n)
 
-        return ac.loss(self.config, params, extras, trajectory, reward, heads(DreamerV3Net.continue_logit), self.bins)
+        return ac.loss(
+            self.config,
+            params,
+            extras,
+            trajectory,
+            reward,
+            heads(DreamerV3Net.continue_logit),
+            self.bins,
+            replay=replay_loss,
+        )
 
     def train_loss(
         self, params: Params, extras: Any, batch: Batch, key: jax.Array
